@@ -1,0 +1,41 @@
+"""oriza_toolkit: concurrent async SQL into pandas, and Alembic migrations, from Jupyter.
+
+Example::
+
+    import oriza_toolkit as oz
+    db = oz.connect()                       # DATABASE_URL, .env, or the embedded SQLite file
+    frames = db.query_many({"one": "select 1 as x", "two": "select 2 as x"})
+"""
+
+from __future__ import annotations
+
+from .config import database_url, mask_url
+from .database import Database, connect
+from .errors import (
+    BatchError,
+    ConfigError,
+    DatabaseConnectionError,
+    MigrationError,
+    OrizaError,
+    QueryError,
+    QueryTimeoutError,
+    WriteError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchError",
+    "ConfigError",
+    "Database",
+    "DatabaseConnectionError",
+    "MigrationError",
+    "OrizaError",
+    "QueryError",
+    "QueryTimeoutError",
+    "WriteError",
+    "__version__",
+    "connect",
+    "database_url",
+    "mask_url",
+]

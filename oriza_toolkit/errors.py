@@ -1,0 +1,136 @@
+"""Every error the toolkit raises on purpose.
+
+The tree::
+
+    OrizaError
+    ├── ConfigError          the database URL or a setting is unusable
+    ├── DatabaseConnectionError  the server could not be reached or refused us
+    ├── QueryError           one statement failed on the server (or in the driver)
+    │   └── QueryTimeoutError    ... because it ran past its timeout and was cancelled
+    ├── BatchError           one or more queries of a query_many batch failed
+    ├── WriteError           a DataFrame could not be written; nothing was written
+    └── MigrationError       an Alembic command failed
+
+Messages are one line, name the query, table or command at fault, and never hold a
+password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "BatchError",
+    "ConfigError",
+    "DatabaseConnectionError",
+    "MigrationError",
+    "OrizaError",
+    "QueryError",
+    "QueryTimeoutError",
+    "WriteError",
+]
+
+
+class OrizaError(Exception):
+    """Base class of the toolkit's errors."""
+
+
+class ConfigError(OrizaError):
+    """The database URL or a setting cannot be used."""
+
+
+class DatabaseConnectionError(OrizaError):
+    """The database server could not be reached, or refused the connection.
+
+    ``url`` is the URL tried, with its password masked.
+    """
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class QueryError(OrizaError):
+    """A statement failed.
+
+    Attributes: ``name`` (the query's name in a batch, else ``"query"``), ``sql``,
+    ``detail`` (the server's message), ``position`` (1-based character offset into
+    ``sql`` where the server located the error, or ``None``) and ``sqlstate``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        sql: str,
+        detail: str,
+        *,
+        position: int | None = None,
+        sqlstate: str | None = None,
+    ) -> None:
+        self.name = name
+        self.sql = sql
+        self.detail = detail
+        self.position = position
+        self.sqlstate = sqlstate
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        text = f"query {self.name!r} failed: {self.detail}"
+        if self.position is not None:
+            text += f" (at character {self.position}: {_excerpt(self.sql, self.position)!r})"
+        return text
+
+
+class QueryTimeoutError(QueryError):
+    """A statement ran past its timeout and was cancelled on the server."""
+
+    def __init__(self, name: str, sql: str, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(name, sql, f"timed out after {timeout:g} s and was cancelled on the server",
+                         sqlstate="57014")
+
+
+class BatchError(OrizaError):
+    """Some queries of a batch failed; the others ran to the end.
+
+    ``errors`` maps each failed query's name to its :class:`QueryError`; ``results``
+    holds the DataFrames of the queries that succeeded.
+    """
+
+    def __init__(self, errors: Mapping[str, BaseException], results: Mapping[str, pd.DataFrame]) -> None:
+        self.errors = dict(errors)
+        self.results = dict(results)
+        total = len(self.errors) + len(self.results)
+        names = ", ".join(repr(name) for name in self.errors)
+        first = next(iter(self.errors.values()))
+        super().__init__(f"{len(self.errors)} of {total} queries failed ({names}); first: {first}")
+
+
+class WriteError(OrizaError):
+    """A DataFrame could not be written to a table; the table is as it was."""
+
+    def __init__(self, table: str, detail: str) -> None:
+        self.table = table
+        self.detail = detail
+        super().__init__(f"writing table {table!r} failed: {detail}")
+
+
+class MigrationError(OrizaError):
+    """An Alembic command failed; ``command`` is the command line, ``output`` what it printed."""
+
+    def __init__(self, command: str, detail: str, *, output: str = "", data: Any = None) -> None:
+        self.command = command
+        self.detail = detail
+        self.output = output
+        self.data = data
+        super().__init__(f"alembic {command} failed: {detail}")
+
+
+def _excerpt(sql: str, position: int, width: int = 24) -> str:
+    """A one-line piece of ``sql`` starting near the 1-based ``position``."""
+    start = max(position - 1, 0)
+    return " ".join(sql[start : start + width].split())

@@ -1,0 +1,243 @@
+"""Running statements: one query, a concurrent batch, and DDL/DML.
+
+On asyncpg a query is prepared (for its column types), then streamed with COPY into
+pyarrow (see frames.py). A query with parameters is first materialised server-side
+with ``CREATE TEMP TABLE ... AS`` so its values stay bound parameters. Other drivers
+(SQLite) go through SQLAlchemy's execute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal, Union
+
+import pandas as pd
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import ClauseElement, Executable
+
+from .config import mask_url
+from .errors import DatabaseConnectionError, OrizaError, QueryError, QueryTimeoutError
+from .frames import NULL_MARKER, PgColumn, copy_source, frame_from_csv, frame_from_rows
+
+__all__ = ["Params", "QuerySpec", "Statement", "connection", "execute", "fetch_frame", "fetch_frames"]
+
+Statement = Union[str, Executable]
+Params = Mapping[str, Any]
+QuerySpec = Union[Statement, tuple[Statement, Params]]
+ErrorMode = Literal["raise", "return"]
+
+
+@asynccontextmanager
+async def connection(engine: AsyncEngine, *, begin: bool = False):  # type: ignore[no-untyped-def]
+    """Check a connection out of the pool, turning connect failures into one clear error."""
+    try:
+        conn = await engine.connect()
+    except (OSError, sa_exc.DBAPIError, sa_exc.InterfaceError, TimeoutError) as error:
+        raise _connection_error(engine, error) from None
+    try:
+        if begin:
+            async with conn.begin():
+                yield conn
+        else:
+            yield conn
+    finally:
+        await conn.close()
+
+
+def _connection_error(engine: AsyncEngine, error: BaseException) -> DatabaseConnectionError:
+    url = engine.url
+    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}" if url.host or url.port \
+        else f"{url.database}"
+    detail = _driver_message(error)
+    return DatabaseConnectionError(
+        f"cannot connect to {where} as {url.username!r}: {detail}; check that the server is running "
+        f"and that host, port, user, password and database in DATABASE_URL are right",
+        url=mask_url(url),
+    )
+
+
+def _driver_message(error: BaseException) -> str:
+    """The driver's own message, without SQLAlchemy's wrapping and background links."""
+    inner: BaseException = error
+    if isinstance(error, sa_exc.DBAPIError) and error.orig is not None:
+        inner = error.orig
+        while inner.__cause__ is not None and type(inner).__module__.startswith("sqlalchemy"):
+            inner = inner.__cause__
+    message = " ".join(str(inner).split()) or type(inner).__name__
+    return message.removeprefix(f"<class '{type(inner).__module__}.{type(inner).__name__}'>: ")
+
+
+def _server_error(error: BaseException) -> BaseException:
+    """The asyncpg/sqlite exception under SQLAlchemy's wrappers."""
+    inner = error.orig if isinstance(error, sa_exc.DBAPIError) and error.orig is not None else error
+    while inner.__cause__ is not None and type(inner).__module__.startswith("sqlalchemy"):
+        inner = inner.__cause__
+    return inner
+
+
+def query_error(error: BaseException, name: str, sql: str) -> QueryError:
+    """A one-line :class:`QueryError` for ``error`` raised while running ``sql``."""
+    if isinstance(error, QueryError):
+        return error
+    inner = _server_error(error)
+    position = getattr(inner, "position", None)
+    detail = getattr(inner, "message", None) or _driver_message(inner)
+    hint = getattr(inner, "hint", None)
+    if hint:
+        detail = f"{detail} (hint: {hint})"
+    return QueryError(
+        name, sql, detail,
+        position=int(position) if position else None,
+        sqlstate=getattr(inner, "sqlstate", None),
+    )
+
+
+def as_statement(sql: Statement, params: Params | None) -> Executable:
+    """``sql`` as an executable; text without ``params`` is sent exactly as written.
+
+    So a literal such as ``'{"a":1}'`` is not mistaken for a ``:1`` parameter.
+    """
+    if not isinstance(sql, str):
+        return sql
+    return text(sql) if params else text(sql.replace(":", "\\:"))
+
+
+def sql_text(sql: Statement, dialect: Dialect | None = None) -> str:
+    return sql if isinstance(sql, str) else str(sql.compile(dialect=dialect))  # type: ignore[attr-defined]
+
+
+def _compile_positional(statement: Executable, params: Params | None, dialect: Dialect) -> tuple[str, list[Any]]:
+    """``statement`` as asyncpg SQL (``$1``...) and its bound values, in order."""
+    if params and hasattr(statement, "bindparams"):
+        statement = statement.bindparams(**params)
+    assert isinstance(statement, ClauseElement)
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    values = compiled.construct_params()
+    args = []
+    for key in compiled.positiontup or ():
+        value = values[key]
+        processor = compiled.binds[key].type.dialect_impl(dialect).bind_processor(dialect) \
+            if key in compiled.binds else None
+        args.append(processor(value) if processor else value)
+    return str(compiled), args
+
+
+async def fetch_frame(
+    engine: AsyncEngine,
+    sql: Statement,
+    params: Params | None = None,
+    *,
+    name: str = "query",
+    timeout: float | None = None,
+) -> pd.DataFrame:
+    """Run one query and return its rows as a DataFrame (see frames.py for dtypes)."""
+    statement = as_statement(sql, params)
+    try:
+        async with asyncio.timeout(timeout):
+            async with connection(engine) as conn:
+                if engine.dialect.driver == "asyncpg":
+                    return await _postgres_frame(conn, statement, params)
+                result = await conn.execute(statement, dict(params or {}))
+                if not result.returns_rows:
+                    return pd.DataFrame()
+                return frame_from_rows(result.fetchall(), list(result.keys()))
+    except TimeoutError:
+        if timeout is None:
+            raise
+        raise QueryTimeoutError(name, sql_text(sql, engine.dialect), timeout) from None
+    except (OrizaError, asyncio.CancelledError):
+        raise
+    except Exception as error:
+        raise query_error(error, name, sql_text(sql, engine.dialect)) from None
+
+
+async def _postgres_frame(conn: AsyncConnection, statement: Executable, params: Params | None) -> pd.DataFrame:
+    sql, args = _compile_positional(statement, params, conn.dialect)
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    prepared = await driver.prepare(sql)
+    columns = await _describe(driver, prepared.get_attributes())
+    if not columns:
+        await prepared.fetch(*args)
+        return pd.DataFrame()
+    buffer = io.BytesIO()
+    if args:
+        # COPY cannot take parameters; materialising first keeps the values bound.
+        table = f"_oz_{uuid.uuid4().hex}"
+        names = ", ".join(f"c{i}" for i in range(len(columns)))
+        async with driver.transaction():
+            await driver.execute(f"CREATE TEMP TABLE {table} ({names}) ON COMMIT DROP AS {sql}", *args)
+            await driver.copy_from_query(copy_source(table, columns, relation=True), output=buffer,
+                                         format="csv", null=NULL_MARKER)
+    else:
+        await driver.copy_from_query(copy_source(sql, columns), output=buffer, format="csv", null=NULL_MARKER)
+    return frame_from_csv(buffer.getvalue(), columns)
+
+
+async def _describe(driver: Any, attributes: Sequence[Any]) -> list[PgColumn]:
+    """Column descriptions, with the labels of any enum types looked up in pg_enum."""
+    unknown = {a.type.oid for a in attributes if a.type.kind == "scalar" and a.type.schema != "pg_catalog"}
+    labels: dict[int, tuple[str, ...]] = {}
+    if unknown:
+        rows = await driver.fetch(
+            "SELECT enumtypid, array_agg(enumlabel::text ORDER BY enumsortorder) AS labels "
+            "FROM pg_enum WHERE enumtypid = any($1::oid[]) GROUP BY enumtypid",
+            list(unknown),
+        )
+        labels = {row["enumtypid"]: tuple(row["labels"]) for row in rows}
+    return [
+        PgColumn(a.name, a.type.name, a.type.kind, labels.get(a.type.oid))
+        for a in attributes
+    ]
+
+
+async def fetch_frames(
+    engine: AsyncEngine,
+    queries: Mapping[str, QuerySpec],
+    *,
+    max_concurrency: int,
+    timeout: float | None = None,
+) -> dict[str, pd.DataFrame | QueryError]:
+    """Run every query at once (at most ``max_concurrency`` at a time); failures are returned.
+
+    Cancelling this coroutine cancels every query still running, on the server too, and
+    returns only once they have all stopped.
+    """
+    gate = asyncio.Semaphore(max_concurrency)
+
+    async def one(name: str, spec: QuerySpec) -> pd.DataFrame:
+        sql, params = spec if isinstance(spec, tuple) else (spec, None)
+        async with gate:
+            return await fetch_frame(engine, sql, params, name=name, timeout=timeout)
+
+    names = list(queries)
+    outcomes = await asyncio.gather(*(one(n, queries[n]) for n in names), return_exceptions=True)
+    results: dict[str, pd.DataFrame | QueryError] = {}
+    for name, outcome in zip(names, outcomes):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome
+        if isinstance(outcome, Exception):
+            spec = queries[name]
+            outcome = query_error(outcome, name, sql_text(spec[0] if isinstance(spec, tuple) else spec))
+        results[name] = outcome
+    return results
+
+
+async def execute(engine: AsyncEngine, sql: Statement, params: Params | None = None) -> int:
+    """Run one DDL/DML statement in its own transaction; return the rows it affected (0 for DDL)."""
+    try:
+        async with connection(engine, begin=True) as conn:
+            result = await conn.execute(as_statement(sql, params), dict(params or {}))
+            return max(result.rowcount, 0)
+    except (OrizaError, asyncio.CancelledError):
+        raise
+    except Exception as error:
+        raise query_error(error, "execute", sql_text(sql, engine.dialect)) from None
