@@ -63,11 +63,17 @@ class Database:
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> T:
         self._check_open(coro)
-        return self._loop.run(coro)
+        try:
+            return self._loop.run(coro)
+        except OrizaError as error:
+            raise error.with_traceback(None) from None  # the loop thread's frames are noise here
 
     async def _await(self, coro: Coroutine[Any, Any, T]) -> T:
         self._check_open(coro)
-        return await self._loop.run_async(coro)
+        try:
+            return await self._loop.run_async(coro)
+        except OrizaError as error:
+            raise error.with_traceback(None) from None
 
     def _check_open(self, coro: Coroutine[Any, Any, Any]) -> None:
         if self._closed:

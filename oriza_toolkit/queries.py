@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from typing import Any, Literal, Union
 
 import pandas as pd
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement, Executable
@@ -27,6 +28,9 @@ from .errors import DatabaseConnectionError, OrizaError, QueryError, QueryTimeou
 from .frames import NULL_MARKER, PgColumn, copy_source, frame_from_csv, frame_from_rows
 
 __all__ = ["Params", "QuerySpec", "Statement", "connection", "execute", "fetch_frame", "fetch_frames"]
+
+_PARAM = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")  # as sqlalchemy.text() finds them
+_CAST_AFTER_PARAM = re.compile(r"(?<![:\w\\]):(\w+)::")
 
 Statement = Union[str, Executable]
 Params = Mapping[str, Any]
@@ -106,7 +110,13 @@ def as_statement(sql: Statement, params: Params | None) -> Executable:
     """
     if not isinstance(sql, str):
         return sql
-    return text(sql) if params else text(sql.replace(":", "\\:"))
+    if not params:
+        return text(sql.replace(":", "\\:"))
+    # SQLAlchemy does not see ":name::type" as a parameter; PostgreSQL accepts ":name ::type".
+    statement = text(_CAST_AFTER_PARAM.sub(r":\1 ::", sql))
+    # Typing each parameter from its value lets asyncpg bind "select :x" (an unknown type otherwise).
+    names = set(_PARAM.findall(statement.text))
+    return statement.bindparams(*(bindparam(key, value) for key, value in params.items() if key in names))
 
 
 def sql_text(sql: Statement, dialect: Dialect | None = None) -> str:
@@ -115,11 +125,11 @@ def sql_text(sql: Statement, dialect: Dialect | None = None) -> str:
 
 def _compile_positional(statement: Executable, params: Params | None, dialect: Dialect) -> tuple[str, list[Any]]:
     """``statement`` as asyncpg SQL (``$1``...) and its bound values, in order."""
-    if params and hasattr(statement, "bindparams"):
-        statement = statement.bindparams(**params)
     assert isinstance(statement, ClauseElement)
-    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-    values = compiled.construct_params()
+    compiled = statement.compile(
+        dialect=dialect, column_keys=list(params or ()), compile_kwargs={"render_postcompile": True}
+    )
+    values = compiled.construct_params(dict(params or {}))
     args = []
     for key in compiled.positiontup or ():
         value = values[key]
