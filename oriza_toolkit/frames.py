@@ -29,14 +29,14 @@ interval           ``timedelta64[us]``                 a month counts 30 days, a
 json, jsonb        ``object`` (dict, list, ...)        parsed with ``json.loads``
 bytea              ``object`` (``bytes``)
 arrays, composite  ``object`` (list / dict)            via ``to_json``: elements are JSON
-                                                       values (numbers, strings, ...)
+types, records                                         values (numbers, strings, ...)
 enum               ``category`` (ordered)              categories in the enum's order
 =================  ==================================  ==================================
 
 On SQLite (the embedded default) a column's dtype follows its values: integers
 ``Int64``, reals ``float64``, text ``str``, blobs ``object`` (``bytes``); a typed Core
-statement's booleans, dates and decimals come back as ``boolean``, ``datetime64[us]`` and
-``object`` (``Decimal``).
+statement's booleans, dates, datetimes and decimals come back as ``boolean``,
+``datetime64[s]``, ``datetime64[us]`` and ``object`` (``Decimal``).
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ _SERVER_EXPRESSIONS = {
     "interval": "(extract(epoch from {}) * 1000000)::int8",
     "array": "to_json({})",
     "composite": "to_json({})",
+    "record": "to_json({})",
 }
+_JSON_VALUES = {"json", "jsonb", "record", "array", "composite"}
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def frame_from_csv(data: bytes, columns: Sequence[PgColumn]) -> pd.DataFrame:
         table = pcsv.read_csv(
             pa.py_buffer(data),
             read_options=pcsv.ReadOptions(column_names=keys),
-            parse_options=pcsv.ParseOptions(newlines_in_values=True),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(
                 column_types=types,
                 null_values=[NULL_MARKER],
@@ -146,7 +148,7 @@ def frame_from_csv(data: bytes, columns: Sequence[PgColumn]) -> pd.DataFrame:
 
 
 def _to_series(array: pa.ChunkedArray, col: PgColumn) -> pd.Series:
-    if col.kind in ("array", "composite") or col.type_name in ("json", "jsonb"):
+    if col.kind in _JSON_VALUES or col.type_name in _JSON_VALUES:
         return _map_values(array, json.loads)
     if col.type_name in _INTEGERS:
         return array.to_pandas(types_mapper={array.type: _INTEGERS[col.type_name][1]}.get)
@@ -201,6 +203,8 @@ def frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.D
 
 
 def _infer_series(values: Sequence[Any]) -> pd.Series:
+    if pd.api.types.infer_dtype(values, skipna=True) == "date":
+        return pd.Series(pd.to_datetime(list(values))).astype("datetime64[s]")  # as on PostgreSQL
     array = pd.array(list(values))
     if isinstance(array.dtype, pd.Float64Dtype):
         return pd.Series(array.to_numpy(dtype="float64", na_value=float("nan")))
