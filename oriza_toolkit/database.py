@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import weakref
 from collections.abc import Coroutine, Mapping
@@ -162,7 +163,7 @@ class Database:
         """Close every pooled connection and stop the background loop."""
         if not self._closed:
             await self._loop.run_async(self.engine.dispose())
-            self._finish_close()
+            await asyncio.to_thread(self._finish_close)  # joining the loop's thread blocks
 
     # -- blocking twins -----------------------------------------------------------------
 

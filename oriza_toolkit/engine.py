@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -109,4 +110,23 @@ def make_engine(url: URL, **options: Any) -> AsyncEngine:
         settings = {**POSTGRES_SERVER_SETTINGS, **connect_args.get("server_settings", {})}
         connect_args["server_settings"] = settings
         options["connect_args"] = connect_args
-    return create_async_engine(url, **options)
+    engine = create_async_engine(url, **options)
+    if url.get_backend_name() == "sqlite":
+        _make_sqlite_transactional(engine)
+    return engine
+
+
+def _make_sqlite_transactional(engine: AsyncEngine) -> None:
+    """SQLAlchemy's recipe: let SQLite's own BEGIN cover DDL too, so a failed write or
+    migration rolls back whole; and enforce foreign keys, which SQLite leaves off."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")

@@ -1,0 +1,42 @@
+import subprocess
+import sys
+import textwrap
+
+import oriza_toolkit as oz
+
+
+def _run_script(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-W", "error", "-X", "dev", "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_exit_without_close_is_clean(db_url: str) -> None:
+    done = _run_script(f"""
+        import oriza_toolkit as oz
+        db = oz.connect({db_url!r})
+        print(db.query_many({{"a": "select 1 as x", "b": "select 2 as x"}})["b"].x[0])
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"
+    assert done.stderr == ""  # no "Event loop is closed", no unclosed-connection warnings
+
+
+def test_async_script_with_its_own_loop_is_clean(db_url: str) -> None:
+    done = _run_script(f"""
+        import asyncio, oriza_toolkit as oz
+        database = oz.connect({db_url!r})  # engine creation imports the dialect: keep it off the loop
+        async def main():
+            async with database as db:
+                frames = await asyncio.gather(db.aquery("select 1 as x"), db.aquery("select 2 as x"))
+                return [int(f.x[0]) for f in frames]
+        print(asyncio.run(main()))
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1, 2]" and done.stderr == ""
+
+
+def test_close_is_idempotent(db_url: str) -> None:
+    db = oz.connect(db_url)
+    db.query("select 1")
+    db.close()
+    db.close()

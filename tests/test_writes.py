@@ -1,0 +1,51 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import oriza_toolkit as oz
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "id": pd.array([1, 2, None], dtype="Int64"),
+        "name": ["a", None, "c,\"quoted\""],
+        "score": [1.5, np.nan, -2.0],
+        "flag": pd.array([True, None, False], dtype="boolean"),
+        "at": pd.to_datetime(["2024-01-01 10:00", None, "2024-03-01 00:00"]),
+    })
+
+
+def test_write_then_read_back(db: oz.Database, table: str, frame: pd.DataFrame) -> None:
+    assert db.write(frame, table) == 3
+    back = db.query(f"select * from {table} order by id nulls last" if db.dialect == "postgresql"
+                    else f"select * from {table} order by id is null, id")
+    assert list(back.columns) == list(frame.columns)
+    assert back.id.tolist()[:2] == [1, 2] and pd.isna(back.id[2])
+    assert back.name[0] == "a" and pd.isna(back.name[1]) and back.name[2] == 'c,"quoted"'
+    assert back.score[0] == 1.5 and pd.isna(back.score[1])
+
+
+def test_if_exists_modes(db: oz.Database, table: str, frame: pd.DataFrame) -> None:
+    db.write(frame, table)
+    with pytest.raises(oz.WriteError, match=f"writing table '{table}' failed: .*already exists"):
+        db.write(frame, table)
+    assert db.write(frame, table, if_exists="append") == 3
+    assert db.query(f"select count(*) as n from {table}").n[0] == 6
+    assert db.write(frame.head(1), table, if_exists="replace") == 1
+    assert db.query(f"select count(*) as n from {table}").n[0] == 1
+
+
+def test_failed_write_leaves_the_table_as_it_was(db: oz.Database, table: str, frame: pd.DataFrame) -> None:
+    db.write(frame, table)
+    unencodable = pd.DataFrame({"id": [7, 8], "payload": [{"a": 1}, {"b": 2}]})
+    # replace drops, creates and fills in one transaction: failing mid-way restores the old table
+    with pytest.raises(oz.WriteError, match=f"writing table '{table}' failed"):
+        db.write(unencodable, table, if_exists="replace")
+    back = db.query(f"select * from {table}")
+    assert len(back) == 3 and list(back.columns) == list(frame.columns)
+
+
+def test_bad_if_exists_is_rejected(db: oz.Database, table: str, frame: pd.DataFrame) -> None:
+    with pytest.raises(oz.WriteError, match="if_exists must be"):
+        db.write(frame, table, if_exists="nonsense")  # type: ignore[arg-type]
