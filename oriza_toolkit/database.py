@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import weakref
 from collections.abc import Coroutine, Mapping
 from types import TracebackType
@@ -101,7 +102,9 @@ class Database:
 
     # -- awaitable API ------------------------------------------------------------------
 
-    async def aquery(self, sql: Statement, params: Params | None = None, *, timeout: float | None = None) -> pd.DataFrame:
+    async def aquery(
+        self, sql: Statement, params: Params | None = None, *, timeout: float | None = None
+    ) -> pd.DataFrame:
         """Run one query; return its rows as a DataFrame.
 
         ``sql`` is text with ``:name`` parameters or a SQLAlchemy Core statement;
@@ -235,7 +238,5 @@ def connect(url: str | URL | None = None, **engine_options: Any) -> Database:
 @atexit.register
 def _close_all() -> None:
     for db in list(_open):
-        try:
+        with contextlib.suppress(Exception):  # the interpreter is exiting; nothing to report to
             db.close()
-        except Exception:  # noqa: BLE001 - the interpreter is exiting; nothing to report to
-            pass

@@ -45,7 +45,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -113,7 +113,7 @@ def copy_source(sql: str, columns: Sequence[PgColumn], *, relation: bool = False
     if not relation and not any(col.server_expression for col in columns):
         return sql
     names = [f"c{i}" for i in range(len(columns))]
-    select = ", ".join((col.server_expression or "{}").format(name) for name, col in zip(names, columns))
+    select = ", ".join((col.server_expression or "{}").format(name) for name, col in zip(names, columns, strict=True))
     source = sql if relation else f"({sql}) AS _oz_q({', '.join(names)})"
     return f"SELECT {select} FROM {source}"
 
@@ -121,7 +121,7 @@ def copy_source(sql: str, columns: Sequence[PgColumn], *, relation: bool = False
 def frame_from_csv(data: bytes, columns: Sequence[PgColumn]) -> pd.DataFrame:
     """Parse the CSV output of a PostgreSQL COPY into a DataFrame with the documented dtypes."""
     keys = [str(i) for i in range(len(columns))]
-    types = {key: col.arrow_type for key, col in zip(keys, columns)}
+    types = {key: col.arrow_type for key, col in zip(keys, columns, strict=True)}
     if data:
         table = pcsv.read_csv(
             pa.py_buffer(data),
@@ -148,6 +148,10 @@ def frame_from_csv(data: bytes, columns: Sequence[PgColumn]) -> pd.DataFrame:
 
 
 def _to_series(array: pa.ChunkedArray, col: PgColumn) -> pd.Series:
+    return cast(pd.Series, _convert(array, col))  # pyarrow is untyped
+
+
+def _convert(array: pa.ChunkedArray, col: PgColumn) -> Any:
     if col.kind in _JSON_VALUES or col.type_name in _JSON_VALUES:
         return _map_values(array, json.loads)
     if col.type_name in _INTEGERS:
@@ -187,7 +191,7 @@ def _decimal_series(array: pa.ChunkedArray) -> pd.Series:
         precision = max(digits + scale, 1)
         if precision <= 76:
             decimal_type = (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)
-            return pc.cast(array, decimal_type).to_pandas(types_mapper=pd.ArrowDtype)
+            return cast(pd.Series, pc.cast(array, decimal_type).to_pandas(types_mapper=pd.ArrowDtype))
     return _map_values(array, Decimal)
 
 
@@ -196,7 +200,7 @@ def frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.D
 
     Each column's dtype follows its values, with nullable integers and booleans.
     """
-    columns = list(zip(*rows)) if rows else [() for _ in names]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     frame = pd.DataFrame({i: _infer_series(values) for i, values in enumerate(columns)}, copy=False)
     frame.columns = pd.Index(list(names), dtype=object)
     return frame

@@ -14,14 +14,15 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, Union
+from typing import Any, Literal, cast
 
 import pandas as pd
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import bindparam, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from .config import mask_url
 from .errors import DatabaseConnectionError, OrizaError, QueryError, QueryTimeoutError
@@ -32,9 +33,9 @@ __all__ = ["Params", "QuerySpec", "Statement", "connection", "execute", "fetch_f
 _PARAM = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")  # as sqlalchemy.text() finds them
 _CAST_AFTER_PARAM = re.compile(r"(?<![:\w\\]):(\w+)::")
 
-Statement = Union[str, Executable]
+Statement = str | Executable
 Params = Mapping[str, Any]
-QuerySpec = Union[Statement, tuple[Statement, Params]]
+QuerySpec = Statement | tuple[Statement, Params]
 ErrorMode = Literal["raise", "return"]
 
 
@@ -126,9 +127,9 @@ def sql_text(sql: Statement, dialect: Dialect | None = None) -> str:
 def _compile_positional(statement: Executable, params: Params | None, dialect: Dialect) -> tuple[str, list[Any]]:
     """``statement`` as asyncpg SQL (``$1``...) and its bound values, in order."""
     assert isinstance(statement, ClauseElement)
-    compiled = statement.compile(
+    compiled = cast(SQLCompiler, statement.compile(
         dialect=dialect, column_keys=list(params or ()), compile_kwargs={"render_postcompile": True}
-    )
+    ))
     values = compiled.construct_params(dict(params or {}))
     args = []
     for key in compiled.positiontup or ():
@@ -231,7 +232,7 @@ async def fetch_frames(
     names = list(queries)
     outcomes = await asyncio.gather(*(one(n, queries[n]) for n in names), return_exceptions=True)
     results: dict[str, pd.DataFrame | QueryError] = {}
-    for name, outcome in zip(names, outcomes):
+    for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
             raise outcome
         if isinstance(outcome, Exception):
@@ -246,7 +247,7 @@ async def execute(engine: AsyncEngine, sql: Statement, params: Params | None = N
     try:
         async with connection(engine, begin=True) as conn:
             result = await conn.execute(as_statement(sql, params), dict(params or {}))
-            return max(result.rowcount, 0)
+            return max(int(result.rowcount), 0)
     except (OrizaError, asyncio.CancelledError):
         raise
     except Exception as error:
