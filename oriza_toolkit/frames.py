@@ -41,7 +41,9 @@ statement's booleans, dates, datetimes and decimals come back as ``boolean``,
 
 from __future__ import annotations
 
+import io
 import json
+import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -52,9 +54,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-__all__ = ["PgColumn", "copy_source", "frame_from_csv", "frame_from_rows"]
+__all__ = ["CsvStream", "PgColumn", "copy_source", "frame_from_rows", "frame_from_table", "read_csv"]
 
 NULL_MARKER = "\\N"
+_BLOCK_SIZE = 8 << 20
 
 _INTEGERS: dict[str, tuple[pa.DataType, pd.api.extensions.ExtensionDtype]] = {
     "int2": (pa.int16(), pd.Int16Dtype()),
@@ -118,14 +121,52 @@ def copy_source(sql: str, columns: Sequence[PgColumn], *, relation: bool = False
     return f"SELECT {select} FROM {source}"
 
 
-def frame_from_csv(data: bytes, columns: Sequence[PgColumn]) -> pd.DataFrame:
-    """Parse the CSV output of a PostgreSQL COPY into a DataFrame with the documented dtypes."""
+class CsvStream(io.RawIOBase):
+    """Bytes fed by COPY on the event loop, read by pyarrow's CSV reader in a worker thread.
+
+    Parsing then overlaps with the transfer instead of waiting for all of it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._pending = memoryview(b"")
+        self._ended = False
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    async def feed(self, data: bytes) -> None:
+        """COPY's sink: queue one chunk."""
+        self.received += len(data)
+        self._chunks.put(data)
+
+    def end(self) -> None:
+        """No more data (also on failure or cancellation, so the reader thread stops)."""
+        self._chunks.put(None)
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending and not self._ended:
+            chunk = self._chunks.get()
+            if chunk is None:
+                self._ended = True
+            else:
+                self._pending = memoryview(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def read_csv(stream: CsvStream, columns: Sequence[PgColumn]) -> pa.Table:
+    """Parse the CSV output of a PostgreSQL COPY into an arrow table typed by ``columns``."""
     keys = [str(i) for i in range(len(columns))]
     types = {key: col.arrow_type for key, col in zip(keys, columns, strict=True)}
-    if data:
-        table = pcsv.read_csv(
-            pa.py_buffer(data),
-            read_options=pcsv.ReadOptions(column_names=keys),
+    try:
+        reader = pcsv.open_csv(
+            io.BufferedReader(stream, _BLOCK_SIZE),
+            read_options=pcsv.ReadOptions(column_names=keys, block_size=_BLOCK_SIZE),
             parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(
                 column_types=types,
@@ -137,8 +178,15 @@ def frame_from_csv(data: bytes, columns: Sequence[PgColumn]) -> pd.DataFrame:
                 timestamp_parsers=[pcsv.ISO8601],
             ),
         )
-    else:
-        table = pa.table({key: pa.array([], type=t) for key, t in types.items()})
+        return reader.read_all()
+    except pa.ArrowInvalid:
+        if stream.received:
+            raise
+        return pa.table({key: pa.array([], type=t) for key, t in types.items()})
+
+
+def frame_from_table(table: pa.Table, columns: Sequence[PgColumn]) -> pd.DataFrame:
+    """A DataFrame with the documented dtypes from the table :func:`read_csv` parsed."""
     frame = pd.DataFrame(
         {i: _to_series(table.column(i), col) for i, col in enumerate(columns)},
         copy=False,

@@ -9,7 +9,6 @@ with ``CREATE TEMP TABLE ... AS`` so its values stay bound parameters. Other dri
 from __future__ import annotations
 
 import asyncio
-import io
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from .config import mask_url
 from .errors import DatabaseConnectionError, OrizaError, QueryError, QueryTimeoutError
-from .frames import NULL_MARKER, PgColumn, copy_source, frame_from_csv, frame_from_rows
+from .frames import NULL_MARKER, CsvStream, PgColumn, copy_source, frame_from_rows, frame_from_table, read_csv
 
 __all__ = ["Params", "QuerySpec", "Statement", "connection", "execute", "fetch_frame", "fetch_frames"]
 
@@ -179,18 +178,27 @@ async def _postgres_frame(conn: AsyncConnection, statement: Executable, params: 
     if not columns:
         await prepared.fetch(*args)
         return pd.DataFrame()
-    buffer = io.BytesIO()
     if args:
         # COPY cannot take parameters; materialising first keeps the values bound.
         table = f"_oz_{uuid.uuid4().hex}"
         names = ", ".join(f"c{i}" for i in range(len(columns)))
         async with driver.transaction():
             await driver.execute(f"CREATE TEMP TABLE {table} ({names}) ON COMMIT DROP AS {sql}", *args)
-            await driver.copy_from_query(copy_source(table, columns, relation=True), output=buffer,
-                                         format="csv", null=NULL_MARKER)
+            arrow = await _copy_to_arrow(driver, copy_source(table, columns, relation=True), columns)
     else:
-        await driver.copy_from_query(copy_source(sql, columns), output=buffer, format="csv", null=NULL_MARKER)
-    return frame_from_csv(buffer.getvalue(), columns)
+        arrow = await _copy_to_arrow(driver, copy_source(sql, columns), columns)
+    return frame_from_table(arrow, columns)
+
+
+async def _copy_to_arrow(driver: Any, query: str, columns: list[PgColumn]) -> Any:
+    """COPY ``query`` out as CSV, parsed in a worker thread while it streams in."""
+    stream = CsvStream()
+    parsed = asyncio.get_running_loop().run_in_executor(None, read_csv, stream, columns)
+    try:
+        await driver.copy_from_query(query, output=stream.feed, format="csv", null=NULL_MARKER)
+    finally:
+        stream.end()
+    return await parsed
 
 
 async def _describe(driver: Any, attributes: Sequence[Any]) -> list[PgColumn]:
