@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
 from oriza_toolkit.config import database_url
+from oriza_toolkit.migrations import include_object
 from oriza_toolkit.models import Base
 
 config = context.config
@@ -39,13 +40,16 @@ def _configure(**options: Any) -> None:
         compare_type=True,
         compare_server_default=True,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
+        include_object=include_object,
         **options,
     )
 
 
 def run_migrations_offline() -> None:
     """``--sql``: render the migrations as SQL, with no database connection."""
-    _configure(url=_url(), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    dialect = config.attributes.get("dialect_name")  # set by oriza_toolkit.migrations
+    target = {"dialect_name": dialect} if dialect else {"url": _url()}
+    _configure(**target, literal_binds=True, dialect_opts={"paramstyle": "named"})
     with context.begin_transaction():
         context.run_migrations()
 

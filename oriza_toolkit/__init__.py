@@ -9,6 +9,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import database_url, mask_url
 from .database import Database, connect
 from .errors import (
@@ -24,6 +26,14 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext oriza_toolkit``: register the magics (IPython is imported only here)."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
 __all__ = [
     "BatchError",
     "ConfigError",
@@ -37,5 +47,6 @@ __all__ = [
     "__version__",
     "connect",
     "database_url",
+    "load_ipython_extension",
     "mask_url",
 ]

@@ -51,6 +51,11 @@ class Database:
         return f"<Database {mask_url(self.url)}{state}>"
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    @property
     def dialect(self) -> str:
         """The database's dialect name: ``"postgresql"`` or ``"sqlite"``."""
         return self.engine.dialect.name
