@@ -171,11 +171,9 @@ def _execute(command_line: str, name: str, call: Any, db: Database | None, *,
 
     def in_connection(connection: Connection | None) -> None:
         config.attributes["connection"] = connection
-        try:
-            call(config)
-        finally:
-            if connection is not None:
-                result.current = list(MigrationContext.configure(connection).get_current_heads())
+        call(config)
+        if connection is not None:
+            result.current = list(MigrationContext.configure(connection).get_current_heads())
         result.heads = list(ScriptDirectory.from_config(config).get_heads())
 
     with _lock, _capture_logs(stdout):
