@@ -9,7 +9,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .config import database_url, mask_url
 from .database import Database, connect
@@ -24,10 +24,13 @@ from .errors import (
     WriteError,
 )
 
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
 __version__ = "0.1.0"
 
 
-def load_ipython_extension(ipython: Any) -> None:
+def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext oriza_toolkit``: register the magics (IPython is imported only here)."""
     from .magics import load_ipython_extension as load
 
