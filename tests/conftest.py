@@ -41,20 +41,14 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def db(db_url: str) -> Iterator[oz.Database]:
-    database = oz.connect(db_url)
-    try:
+    with oz.connect(db_url) as database:
         yield database
-    finally:
-        database.close()
 
 
 @pytest.fixture
 def pg(pg_url: str) -> Iterator[oz.Database]:
-    database = oz.connect(pg_url)
-    try:
+    with oz.connect(pg_url) as database:
         yield database
-    finally:
-        database.close()
 
 
 @pytest.fixture

@@ -19,28 +19,27 @@ def run_cells(cells: list[str], cwd: Path, env: dict[str, str], *, raises: set[i
         new_code_cell(source, metadata={"tags": ["raises-exception"]} if i in raises else {})
         for i, source in enumerate(cells)
     ])
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        NotebookClient(notebook, timeout=120, kernel_name="python3",
-                       resources={"metadata": {"path": str(cwd)}}).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    _execute(notebook, cwd, env)
     return [_text(cell) for cell in notebook.cells]
 
 
 def run_notebook(path: Path, env: dict[str, str]) -> nbformat.NotebookNode:
+    """Execute the notebook at ``path`` (in its own directory) and return it with outputs."""
     notebook = nbformat.read(path, as_version=4)
+    _execute(notebook, path.parent, env)
+    return notebook
+
+
+def _execute(notebook: nbformat.NotebookNode, cwd: Path, env: dict[str, str]) -> None:
+    """The kernel inherits this process's environment, so ``env`` is set around its start."""
     saved = dict(os.environ)
     os.environ.update(env)
     try:
         NotebookClient(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+                       resources={"metadata": {"path": str(cwd)}}).execute()
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return notebook
 
 
 def _text(cell: nbformat.NotebookNode) -> str:
