@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy import bindparam, text
@@ -35,11 +35,10 @@ _CAST_AFTER_PARAM = re.compile(r"(?<![:\w\\]):(\w+)::")
 Statement = str | Executable
 Params = Mapping[str, Any]
 QuerySpec = Statement | tuple[Statement, Params]
-ErrorMode = Literal["raise", "return"]
 
 
 @asynccontextmanager
-async def connection(engine: AsyncEngine, *, begin: bool = False):  # type: ignore[no-untyped-def]
+async def connection(engine: AsyncEngine, *, begin: bool = False) -> AsyncIterator[AsyncConnection]:
     """Check a connection out of the pool, turning connect failures into one clear error."""
     try:
         conn = await engine.connect()
@@ -69,11 +68,7 @@ def _connection_error(engine: AsyncEngine, error: BaseException) -> DatabaseConn
 
 def _driver_message(error: BaseException) -> str:
     """The driver's own message, without SQLAlchemy's wrapping and background links."""
-    inner: BaseException = error
-    if isinstance(error, sa_exc.DBAPIError) and error.orig is not None:
-        inner = error.orig
-        while inner.__cause__ is not None and type(inner).__module__.startswith("sqlalchemy"):
-            inner = inner.__cause__
+    inner = _server_error(error)
     message = " ".join(str(inner).split()) or type(inner).__name__
     return message.removeprefix(f"<class '{type(inner).__module__}.{type(inner).__name__}'>: ")
 
