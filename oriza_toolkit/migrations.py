@@ -59,13 +59,15 @@ _CHANGES_SCHEMA = {"upgrade", "downgrade", "stamp"}
 
 @dataclass
 class MigrationResult:
-    """What an Alembic command printed, plus structured results where they exist."""
+    """What an Alembic command printed, plus the current and head revisions after it.
+
+    (The differences ``check`` finds are on the :class:`MigrationError` it raises, as ``data``.)
+    """
 
     command: str
     output: str
     current: list[str] = field(default_factory=list)
     heads: list[str] = field(default_factory=list)
-    diffs: list[Any] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.output

@@ -164,3 +164,15 @@ def test_failed_migration_leaves_postgres_schema_as_it_was(pg: oz.Database, pg_u
         assert migrations.current(pg).current == head
     finally:
         migrations.downgrade("base", pg)
+
+
+def test_check_names_the_differences(mdb: oz.Database) -> None:
+    migrations.upgrade("head", mdb)
+    mdb.execute("drop index ix_flights_dest")
+    try:
+        with pytest.raises(oz.MigrationError, match="models differ from the database: add_index") as caught:
+            migrations.check(mdb)
+        assert caught.value.data and "\n" not in str(caught.value)
+        assert migrations.schema_status(mdb).diffs
+    finally:
+        mdb.execute("create index ix_flights_dest on flights (dest)")  # so downgrade can drop it
