@@ -36,10 +36,6 @@ class OrizaMagics(Magics):
             self._db = connect()
         return self._db
 
-    @db.setter
-    def db(self, value: Database) -> None:
-        self._db = value
-
     @no_var_expand
     @line_magic
     def alembic(self, line: str) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
 import pandas as pd
@@ -145,22 +145,35 @@ async def fetch_frame(
     """Run one query and return its rows as a DataFrame (see frames.py for dtypes)."""
     statement = as_statement(sql, params)
     try:
+        # The timeout cancels the work inside (which lets cancellation through) and only
+        # then raises TimeoutError, out here.
         async with asyncio.timeout(timeout):
-            async with connection(engine) as conn:
-                if engine.dialect.driver == "asyncpg":
-                    return await _postgres_frame(conn, statement, params)
-                result = await conn.execute(statement, dict(params or {}))
-                if not result.returns_rows:
-                    return pd.DataFrame()
-                return frame_from_rows(result.fetchall(), list(result.keys()))
+            with _raising_query_errors(name, sql, engine.dialect):
+                async with connection(engine) as conn:
+                    if engine.dialect.driver == "asyncpg":
+                        return await _postgres_frame(conn, statement, params)
+                    result = await conn.execute(statement, dict(params or {}))
+                    if not result.returns_rows:
+                        return pd.DataFrame()
+                    return frame_from_rows(result.fetchall(), list(result.keys()))
     except TimeoutError:
         if timeout is None:
             raise
         raise QueryTimeoutError(name, sql_text(sql, engine.dialect), timeout) from None
+
+
+@contextmanager
+def _raising_query_errors(name: str, sql: Statement, dialect: Dialect) -> Iterator[None]:
+    """Turn any driver or SQLAlchemy error into a one-line :class:`QueryError` naming ``name``.
+
+    Cancellation passes through untouched.
+    """
+    try:
+        yield
     except (OrizaError, asyncio.CancelledError):
         raise
     except Exception as error:
-        raise query_error(error, name, sql_text(sql, engine.dialect)) from None
+        raise query_error(error, name, sql_text(sql, dialect)) from None
 
 
 async def _postgres_frame(conn: AsyncConnection, statement: Executable, params: Params | None) -> pd.DataFrame:
@@ -228,7 +241,7 @@ async def fetch_frames(
     gate = asyncio.Semaphore(max_concurrency)
 
     async def one(name: str, spec: QuerySpec) -> pd.DataFrame:
-        sql, params = spec if isinstance(spec, tuple) else (spec, None)
+        sql, params = _split(spec)
         async with gate:
             return await fetch_frame(engine, sql, params, name=name, timeout=timeout)
 
@@ -239,19 +252,19 @@ async def fetch_frames(
         if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
             raise outcome
         if isinstance(outcome, Exception):
-            spec = queries[name]
-            outcome = query_error(outcome, name, sql_text(spec[0] if isinstance(spec, tuple) else spec))
+            outcome = query_error(outcome, name, sql_text(_split(queries[name])[0]))
         results[name] = outcome
     return results
 
 
+def _split(spec: QuerySpec) -> tuple[Statement, Params | None]:
+    """A batch entry as (SQL, params): it is SQL alone or an (SQL, params) pair."""
+    return spec if isinstance(spec, tuple) else (spec, None)
+
+
 async def execute(engine: AsyncEngine, sql: Statement, params: Params | None = None) -> int:
     """Run one DDL/DML statement in its own transaction; return the rows it affected (0 for DDL)."""
-    try:
+    with _raising_query_errors("execute", sql, engine.dialect):
         async with connection(engine, begin=True) as conn:
             result = await conn.execute(as_statement(sql, params), dict(params or {}))
             return max(int(result.rowcount), 0)
-    except (OrizaError, asyncio.CancelledError):
-        raise
-    except Exception as error:
-        raise query_error(error, "execute", sql_text(sql, engine.dialect)) from None
