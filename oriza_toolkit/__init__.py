@@ -23,6 +23,7 @@ from .errors import (
     QueryTimeoutError,
     WriteError,
 )
+from .progress import settings
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -52,4 +53,5 @@ __all__ = [
     "database_url",
     "load_ipython_extension",
     "mask_url",
+    "settings",
 ]

@@ -17,6 +17,7 @@ from . import queries
 from .config import database_url, mask_url
 from .engine import EventLoopThread, make_engine
 from .errors import BatchError, OrizaError, QueryError
+from .progress import BatchProgress
 from .queries import Params, QuerySpec, Statement
 from .writes import IfExists, write_frame
 
@@ -68,19 +69,25 @@ class Database:
 
     # -- the async core ---------------------------------------------------------------
 
-    def _submit(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _submit(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | None = None) -> T:
         self._check_open(coro)
         try:
-            return self._loop.run(coro)
+            return self._loop.run(coro, poll=progress.poll if progress else None)
         except OrizaError as error:
             raise error.with_traceback(None) from None  # the loop thread's frames are noise here
+        finally:
+            if progress:
+                progress.finish()
 
-    async def _await(self, coro: Coroutine[Any, Any, T]) -> T:
+    async def _await(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | None = None) -> T:
         self._check_open(coro)
         try:
-            return await self._loop.run_async(coro)
+            return await self._loop.run_async(coro, poll=progress.poll if progress else None)
         except OrizaError as error:
             raise error.with_traceback(None) from None
+        finally:
+            if progress:
+                progress.finish()
 
     def _check_open(self, coro: Coroutine[Any, Any, Any]) -> None:
         if self._closed:
@@ -93,11 +100,13 @@ class Database:
         max_concurrency: int | None,
         timeout: float | None,
         errors: Literal["raise", "return"],
+        progress: BatchProgress,
     ) -> dict[str, Any]:
         if errors not in ("raise", "return"):
             raise ValueError(f"errors must be 'raise' or 'return', not {errors!r}")
         outcomes = await queries.fetch_frames(
-            self.engine, queries_, max_concurrency=max_concurrency or self.pool_size, timeout=timeout
+            self.engine, queries_, max_concurrency=max_concurrency or self.pool_size, timeout=timeout,
+            progress=progress,
         )
         failed = {name: out for name, out in outcomes.items() if isinstance(out, QueryError)}
         if failed and errors == "raise":
@@ -128,6 +137,7 @@ class Database:
         max_concurrency: int | None = None,
         timeout: float | None = None,
         errors: Literal["raise", "return"] = "raise",
+        progress: bool | None = None,
     ) -> dict[str, Any]:
         """Run many named queries at once; return ``{name: DataFrame}``.
 
@@ -135,14 +145,17 @@ class Database:
         ``max_concurrency`` (default: the pool size) run at a time. Every query runs to
         its end; then, with ``errors="raise"``, a :class:`BatchError` names the failed
         ones and carries the others' results, and with ``errors="return"`` the failed
-        entries hold their :class:`QueryError`.
+        entries hold their :class:`QueryError`. ``progress`` (default:
+        ``oriza_toolkit.settings.progress``) shows a live bar and, at the end, each
+        query's state, rows and time.
 
         Example::
 
             frames = await db.aquery_many({"n": "select count(*) from flights",
                                            "jfk": ("select * from flights where origin = :o", {"o": "JFK"})})
         """
-        return await self._await(self._query_many(queries_, max_concurrency, timeout, errors))
+        bar = BatchProgress(list(queries_), enabled=progress)
+        return await self._await(self._query_many(queries_, max_concurrency, timeout, errors, bar), bar)
 
     async def aexecute(self, sql: Statement, params: Params | None = None) -> int:
         """Run one DDL/DML statement in its own transaction; return the rows it affected.
@@ -167,6 +180,17 @@ class Database:
         """
         return await self._await(write_frame(self.engine, frame, table, schema=schema, if_exists=if_exists))
 
+    async def atables(self) -> list[str]:
+        """Names of the tables in the default schema. Example: ``await db.atables()``."""
+        return await self._await(queries.table_names(self.engine))
+
+    async def adescribe(self, table: str) -> pd.DataFrame:
+        """One row per column of ``table``: name, type, nullable, default, primary key.
+
+        Example: ``await db.adescribe("flights")``.
+        """
+        return await self._await(queries.describe_table(self.engine, table))
+
     async def aclose(self) -> None:
         """Close every pooled connection and stop the background loop."""
         if not self._closed:
@@ -186,9 +210,11 @@ class Database:
         max_concurrency: int | None = None,
         timeout: float | None = None,
         errors: Literal["raise", "return"] = "raise",
+        progress: bool | None = None,
     ) -> dict[str, Any]:
         """Blocking :meth:`aquery_many`. Example: ``db.query_many({"a": "select 1 as a"})``."""
-        return self._submit(self._query_many(queries_, max_concurrency, timeout, errors))
+        bar = BatchProgress(list(queries_), enabled=progress)
+        return self._submit(self._query_many(queries_, max_concurrency, timeout, errors, bar), bar)
 
     def execute(self, sql: Statement, params: Params | None = None) -> int:
         """Blocking :meth:`aexecute`. Example: ``db.execute("create table t (x int)")``."""
@@ -199,6 +225,20 @@ class Database:
     ) -> int:
         """Blocking :meth:`awrite`. Example: ``db.write(df, "results", if_exists="append")``."""
         return self._submit(write_frame(self.engine, frame, table, schema=schema, if_exists=if_exists))
+
+    def tables(self) -> list[str]:
+        """Blocking :meth:`atables`. Example: ``db.tables()``."""
+        return self._submit(queries.table_names(self.engine))
+
+    def describe(self, table: str) -> pd.DataFrame:
+        """Blocking :meth:`adescribe`. Example: ``db.describe("flights")``."""
+        return self._submit(queries.describe_table(self.engine, table))
+
+    def pool_status(self) -> str:
+        """Connections in use and the pool's size, e.g. ``"0 in use of 5"``."""
+        pool = self.engine.pool
+        in_use = getattr(pool, "checkedout", lambda: 0)()
+        return f"{in_use} in use of {self.pool_size}"
 
     def close(self) -> None:
         """Blocking :meth:`aclose`."""

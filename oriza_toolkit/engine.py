@@ -10,8 +10,9 @@ loop the caller is on. One engine, one pool, in every environment.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -23,8 +24,13 @@ __all__ = ["EventLoopThread", "make_engine"]
 
 T = TypeVar("T")
 
+# How often a waiting caller redraws progress.
+POLL_SECONDS = 0.1
 # How long a blocking call waits, after Ctrl-C, for its queries to be cancelled on the server.
 CANCEL_GRACE_SECONDS = 5.0
+
+# Execution option marking a connection that will write (SQLite then begins IMMEDIATE).
+WRITE_OPTION = "oriza_write"
 
 # Session settings that make COPY output easy to parse exactly (see frames.py).
 POSTGRES_SERVER_SETTINGS = {
@@ -60,11 +66,12 @@ class EventLoopThread:
         """Schedule ``coro`` on the loop; the returned future is safe to wait on anywhere."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop and block until it ends.
+    def run(self, coro: Coroutine[Any, Any, T], *, poll: Callable[[], None] | None = None) -> T:
+        """Run ``coro`` on the loop and block until it ends, calling ``poll`` now and then.
 
-        On KeyboardInterrupt the coroutine is cancelled, and we wait (briefly) until the
-        cancellation has reached the server before re-raising, so an interrupted cell
+        ``poll`` runs on the calling thread (it draws progress bars where the user sees
+        them). On KeyboardInterrupt the coroutine is cancelled, and we wait (briefly) until
+        the cancellation has reached the server before re-raising, so an interrupted cell
         leaves no query running.
         """
         if self.in_loop_thread():
@@ -80,17 +87,28 @@ class EventLoopThread:
 
         future = self.submit(tracked())
         try:
+            while poll is not None and not future.done():
+                concurrent.futures.wait([future], timeout=POLL_SECONDS)
+                poll()
             return future.result()
         except KeyboardInterrupt:
             future.cancel()
             finished.wait(CANCEL_GRACE_SECONDS)
             raise
 
-    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+    async def run_async(self, coro: Coroutine[Any, Any, T], *, poll: Callable[[], None] | None = None) -> T:
         """Await ``coro`` on the loop from any other loop; cancelling the caller cancels it."""
         if self.in_loop_thread():
             return await coro
-        return await asyncio.wrap_future(self.submit(coro))
+        future = asyncio.wrap_future(self.submit(coro))
+        try:
+            while poll is not None and not future.done():
+                await asyncio.wait({future}, timeout=POLL_SECONDS)
+                poll()
+            return await future
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
 
     def stop(self) -> None:
         if self.loop.is_closed():
@@ -110,6 +128,9 @@ def make_engine(url: URL, **options: Any) -> AsyncEngine:
         settings = {**POSTGRES_SERVER_SETTINGS, **connect_args.get("server_settings", {})}
         connect_args["server_settings"] = settings
         options["connect_args"] = connect_args
+    if url.get_backend_name() == "sqlite":
+        # A writer waits this long for another to finish (a big write can take seconds).
+        options.setdefault("connect_args", {}).setdefault("timeout", 120)
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         _make_sqlite_transactional(engine)
@@ -118,7 +139,8 @@ def make_engine(url: URL, **options: Any) -> AsyncEngine:
 
 def _make_sqlite_transactional(engine: AsyncEngine) -> None:
     """SQLAlchemy's recipe: let SQLite's own BEGIN cover DDL too, so a failed write or
-    migration rolls back whole; and enforce foreign keys, which SQLite leaves off."""
+    migration rolls back whole; writers take the write lock at BEGIN (IMMEDIATE) so two
+    of them queue instead of deadlocking; and foreign keys are enforced."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -129,4 +151,4 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")

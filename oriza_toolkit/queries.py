@@ -10,24 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, inspect, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from .config import mask_url
+from .engine import WRITE_OPTION
 from .errors import DatabaseConnectionError, OrizaError, QueryError, QueryTimeoutError
 from .frames import NULL_MARKER, CsvStream, PgColumn, copy_source, frame_from_rows, frame_from_table, read_csv
+from .progress import BatchProgress
 
-__all__ = ["Params", "QuerySpec", "Statement", "connection", "execute", "fetch_frame", "fetch_frames"]
+__all__ = [
+    "Params",
+    "QuerySpec",
+    "Statement",
+    "connection",
+    "describe_table",
+    "execute",
+    "fetch_frame",
+    "fetch_frames",
+    "parameter_names",
+    "table_names",
+]
 
 _PARAM = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")  # as sqlalchemy.text() finds them
 _CAST_AFTER_PARAM = re.compile(r"(?<![:\w\\]):(\w+)::")
@@ -46,6 +60,7 @@ async def connection(engine: AsyncEngine, *, begin: bool = False) -> AsyncIterat
         raise _connection_error(engine, error) from None
     try:
         if begin:
+            await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 yield conn
         else:
@@ -110,8 +125,14 @@ def as_statement(sql: Statement, params: Params | None) -> Executable:
     # SQLAlchemy does not see ":name::type" as a parameter; PostgreSQL accepts ":name ::type".
     statement = text(_CAST_AFTER_PARAM.sub(r":\1 ::", sql))
     # Typing each parameter from its value lets asyncpg bind "select :x" (an unknown type otherwise).
-    names = set(_PARAM.findall(statement.text))
+    names = set(parameter_names(sql))
     return statement.bindparams(*(bindparam(key, value) for key, value in params.items() if key in names))
+
+
+def parameter_names(sql: str) -> list[str]:
+    """The ``:name`` parameters of ``sql``, in order of first use (``:name::type`` included)."""
+    found = _PARAM.findall(_CAST_AFTER_PARAM.sub(r":\1 ::", sql))
+    return [name for name in dict.fromkeys(found) if not name[0].isdigit()]
 
 
 def sql_text(sql: Statement, dialect: Dialect | None = None) -> str:
@@ -232,18 +253,28 @@ async def fetch_frames(
     *,
     max_concurrency: int,
     timeout: float | None = None,
+    progress: BatchProgress | None = None,
 ) -> dict[str, pd.DataFrame | QueryError]:
     """Run every query at once (at most ``max_concurrency`` at a time); failures are returned.
 
-    Cancelling this coroutine cancels every query still running, on the server too, and
-    returns only once they have all stopped.
+    Each query's end is recorded on ``progress``. Cancelling this coroutine cancels every
+    query still running, on the server too, and returns only once they have all stopped.
     """
     gate = asyncio.Semaphore(max_concurrency)
 
     async def one(name: str, spec: QuerySpec) -> pd.DataFrame:
         sql, params = _split(spec)
         async with gate:
-            return await fetch_frame(engine, sql, params, name=name, timeout=timeout)
+            start = time.perf_counter()
+            try:
+                frame = await fetch_frame(engine, sql, params, name=name, timeout=timeout)
+            except Exception as error:
+                if progress:
+                    progress.record(name, rows=None, seconds=time.perf_counter() - start, error=error)
+                raise
+            if progress:
+                progress.record(name, rows=len(frame), seconds=time.perf_counter() - start)
+            return frame
 
     names = list(queries)
     outcomes = await asyncio.gather(*(one(n, queries[n]) for n in names), return_exceptions=True)
@@ -255,6 +286,29 @@ async def fetch_frames(
             outcome = query_error(outcome, name, sql_text(_split(queries[name])[0]))
         results[name] = outcome
     return results
+
+
+async def table_names(engine: AsyncEngine) -> list[str]:
+    """Names of the tables in the default schema, sorted."""
+    async with connection(engine) as conn:
+        return await conn.run_sync(lambda sync: sorted(inspect(sync).get_table_names()))
+
+
+async def describe_table(engine: AsyncEngine, table: str) -> pd.DataFrame:
+    """One row per column of ``table``: name, type, nullable, default, primary key."""
+
+    def describe(sync: Connection) -> pd.DataFrame:
+        inspector = inspect(sync)
+        key = set(inspector.get_pk_constraint(table).get("constrained_columns") or ())
+        rows = [(c["name"], str(c["type"]), c["nullable"], c.get("default"), c["name"] in key)
+                for c in inspector.get_columns(table)]
+        return pd.DataFrame(rows, columns=["column", "type", "nullable", "default", "primary_key"])
+
+    try:
+        async with connection(engine) as conn:
+            return await conn.run_sync(describe)
+    except sa_exc.NoSuchTableError:
+        raise QueryError("describe", table, f"no table named {table!r}") from None
 
 
 def _split(spec: QuerySpec) -> tuple[Statement, Params | None]:

@@ -1,16 +1,19 @@
 """Writing a DataFrame to a table: all rows or none.
 
 pandas creates (or replaces) the table from the frame's dtypes; on asyncpg the rows
-then go in with a binary COPY, elsewhere with pandas' own inserts. Both happen in one
+then go in with COPY, elsewhere with pandas' own inserts. Both happen in one
 transaction, so a failure leaves the table as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any, Literal
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,9 +44,7 @@ async def write_frame(
             if copy and len(frame):
                 raw = await conn.get_raw_connection()
                 assert raw.driver_connection is not None
-                await raw.driver_connection.copy_records_to_table(
-                    table, records=_records(frame), columns=[str(c) for c in frame.columns], schema_name=schema
-                )
+                await _copy_rows(raw.driver_connection, frame, table, schema)
     except (OrizaError, asyncio.CancelledError):
         raise
     except ValueError as error:  # pandas: "Table 'x' already exists."
@@ -55,6 +56,39 @@ async def write_frame(
 
 def _to_sql(conn: Connection, frame: pd.DataFrame, table: str, schema: str | None, if_exists: IfExists) -> None:
     frame.to_sql(table, conn, schema=schema, if_exists=if_exists, index=False)
+
+
+async def _copy_rows(driver: Any, frame: pd.DataFrame, table: str, schema: str | None) -> None:
+    """COPY the rows in: as CSV written by pyarrow where every column has a plain type
+    (numbers, booleans, text, dates, timestamps, decimals), else as binary records built
+    value by value."""
+    columns = [str(c) for c in frame.columns]
+    data = await asyncio.to_thread(_arrow_csv, frame)  # a second core; keeps the loop free
+    if data is not None:
+        # pyarrow quotes every string and leaves NULL unquoted and empty: COPY's CSV default.
+        await driver.copy_to_table(table, source=io.BytesIO(data), columns=columns, schema_name=schema,
+                                   format="csv")
+    else:
+        await driver.copy_records_to_table(table, records=_records(frame), columns=columns, schema_name=schema)
+
+
+def _arrow_csv(frame: pd.DataFrame) -> bytes | None:
+    """``frame`` as headerless CSV, or None if a column's type would not survive CSV."""
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    if not all(_csv_safe(field.type) for field in table.schema):
+        return None
+    sink = io.BytesIO()
+    pcsv.write_csv(table, sink, pcsv.WriteOptions(include_header=False))
+    return sink.getvalue()
+
+
+def _csv_safe(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+                or pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_timestamp(kind)
+                or pa.types.is_date(kind) or pa.types.is_decimal(kind))
 
 
 def _records(frame: pd.DataFrame) -> list[tuple[Any, ...]]:

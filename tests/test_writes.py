@@ -49,3 +49,22 @@ def test_failed_write_leaves_the_table_as_it_was(db: oz.Database, table: str, fr
 def test_bad_if_exists_is_rejected(db: oz.Database, table: str, frame: pd.DataFrame) -> None:
     with pytest.raises(oz.WriteError, match="if_exists must be"):
         db.write(frame, table, if_exists="nonsense")  # type: ignore[arg-type]
+
+
+def test_text_edge_cases_round_trip(db: oz.Database, table: str) -> None:
+    texts = ["", None, "\\N", 'a,"b"\nc', "NULL", "ünïcødé"]
+    frame = pd.DataFrame({"i": range(len(texts)), "t": pd.array(texts, dtype="str")})
+    db.write(frame, table)
+    back = db.query(f"select t from {table} order by i").t.tolist()
+    assert back[0] == "" and pd.isna(back[1]) and back[2:] == texts[2:]
+
+
+def test_objects_that_csv_cannot_carry_go_in_as_records(pg: oz.Database) -> None:
+    frame = pd.DataFrame({"b": [b"\x00\xff", None]})
+    pg.execute("drop table if exists blobs")
+    pg.execute("create table blobs (b bytea)")
+    try:
+        assert pg.write(frame, "blobs", if_exists="append") == 2
+        assert pg.query("select b from blobs order by b nulls last").b[0] == b"\x00\xff"
+    finally:
+        pg.execute("drop table blobs")
