@@ -3,13 +3,13 @@
 A batch reports each finished query from the toolkit's loop thread; the bar (tqdm.auto:
 a widget in Jupyter, text elsewhere) is drawn on the caller's thread, which polls while
 it waits, so output lands in the cell that asked for it. When the batch ends, one line
-per query tells its state, rows and time. ``settings.progress = False`` turns it off.
+per query tells its state, rows and time (on stdout; the bar, like any tqdm bar, goes
+to stderr). ``settings.progress = False`` turns it off.
 """
 
 from __future__ import annotations
 
 import queue
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -62,8 +62,7 @@ class BatchProgress:
         if self._bar is None:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=len(self.names), unit=self.unit, desc=f"{len(self.names)} {self.units}",
-                             file=sys.stdout, leave=True)
+            self._bar = tqdm(total=len(self.names), unit=self.unit, desc=f"{len(self.names)} {self.units}")
         while True:
             try:
                 outcome = self._events.get_nowait()

@@ -14,6 +14,7 @@ def test_exit_without_close_is_clean(db_url: str) -> None:
     done = _run_script(f"""
         import oriza_toolkit as oz
         db = oz.connect({db_url!r})
+        oz.settings.progress = False
         print(db.query_many({{"a": "select 1 as x", "b": "select 2 as x"}})["b"].x[0])
     """)
     assert done.returncode == 0, done.stderr
