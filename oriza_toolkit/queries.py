@@ -174,7 +174,8 @@ async def fetch_frame(
                     if engine.dialect.driver == "asyncpg":
                         return await _postgres_frame(conn, statement, params)
                     result = await conn.execute(statement, dict(params or {}))
-                    if not result.returns_rows:
+                    if not result.returns_rows:  # DML: keep it, as PostgreSQL's autocommit does
+                        await conn.commit()
                         return pd.DataFrame()
                     return frame_from_rows(result.fetchall(), list(result.keys()))
     except TimeoutError:

@@ -179,3 +179,9 @@ def test_closed_database_says_so(db_url: str) -> None:
     with pytest.raises(oz.OrizaError, match="is closed"):
         db.query("select 1")
     assert "closed" in repr(db)
+
+
+def test_query_with_a_statement_that_returns_no_rows_keeps_its_effect(db: oz.Database, table: str) -> None:
+    db.execute(f"create table {table} (x integer)")
+    assert db.query(f"insert into {table} values (1)").empty
+    assert db.query(f"select count(*) as n from {table}").n[0] == 1
