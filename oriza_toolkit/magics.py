@@ -23,7 +23,7 @@ from traitlets import Bool, Int, observe
 
 from . import migrations
 from .database import Database, connect
-from .errors import OrizaError
+from .errors import MigrationError, OrizaError
 from .progress import settings
 from .queries import parameter_names
 
@@ -235,7 +235,11 @@ class OrizaMagics(Magics):
                 print(f"connection: {db.url.render_as_string(hide_password=True)}")
                 print(f"dialect:    {db.dialect} ({db.engine.dialect.driver})")
                 print(f"pool:       {db.pool_status()}")
-                print(f"schema:     {migrations.schema_status(db)}")
+                try:
+                    schema = str(migrations.schema_status(db))
+                except MigrationError as error:
+                    schema = f"unknown ({error.detail})"
+                print(f"schema:     {schema}")
             elif words == ["tables"]:
                 print("\n".join(self.db.tables()) or "(no tables)")
             elif len(words) == 2 and words[0] == "describe":
