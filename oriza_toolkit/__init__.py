@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .config import database_url, mask_url
+from .config import OrizaWarning, database_url, mask_url
 from .database import Database, connect
 from .errors import (
     BatchError,
@@ -45,6 +45,7 @@ __all__ = [
     "DatabaseConnectionError",
     "MigrationError",
     "OrizaError",
+    "OrizaWarning",
     "QueryError",
     "QueryTimeoutError",
     "WriteError",

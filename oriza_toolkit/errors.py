@@ -78,6 +78,15 @@ class QueryError(OrizaError):
         self.sqlstate = sqlstate
         super().__init__(self._message())
 
+    def renamed(self, name: str, sql: str) -> QueryError:
+        """This error as raised by the query ``name`` (``sql`` if it had none)."""
+        if self.name == name and self.sql:
+            return self
+        copy = QueryError(name, self.sql or sql, self.detail, position=self.position, sqlstate=self.sqlstate)
+        if isinstance(self, QueryTimeoutError):
+            copy = QueryTimeoutError(name, self.sql or sql, self.timeout, dialect=self.dialect)
+        return copy
+
     def _message(self) -> str:
         text = f"query {self.name!r} failed: {self.detail}"
         if self.position is not None:
@@ -88,10 +97,11 @@ class QueryError(OrizaError):
 class QueryTimeoutError(QueryError):
     """A statement ran past its timeout and was cancelled on the server."""
 
-    def __init__(self, name: str, sql: str, timeout: float) -> None:
+    def __init__(self, name: str, sql: str, timeout: float, *, dialect: str = "postgresql") -> None:
         self.timeout = timeout
-        super().__init__(name, sql, f"timed out after {timeout:g} s and was cancelled on the server",
-                         sqlstate="57014")
+        self.dialect = dialect
+        stopped = "was interrupted" if dialect == "sqlite" else "was cancelled on the server"
+        super().__init__(name, sql, f"timed out after {timeout:g} s and {stopped}", sqlstate="57014")
 
 
 class BatchError(OrizaError):

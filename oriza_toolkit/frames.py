@@ -1,9 +1,9 @@
 """Turning query results into DataFrames, with the documented dtype of every column.
 
-PostgreSQL results arrive as ``COPY ... TO STDOUT (FORMAT csv)``: the server writes
-text, pyarrow's multithreaded CSV reader parses it straight into typed columns, and
-the column types come from the prepared statement's description, never from guessing.
-Only types with no columnar equivalent (json, bytea, arrays, ...) become Python objects.
+A backend hands over an arrow table typed from the server's description of the result
+(see ``backends/postgresql.py``); this module only maps arrow to the documented pandas
+dtypes. Only types with no columnar equivalent (json, bytea, arrays, ...) become Python
+objects.
 
 =================  ==================================  ==================================
 PostgreSQL type    DataFrame dtype                     notes
@@ -41,152 +41,44 @@ statement's booleans, dates, datetimes and decimals come back as ``boolean``,
 
 from __future__ import annotations
 
-import io
 import json
-import queue
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 
-__all__ = ["CsvStream", "PgColumn", "copy_source", "frame_from_rows", "frame_from_table", "read_csv"]
+__all__ = ["Column", "frame_from_rows", "frame_from_table"]
 
-NULL_MARKER = "\\N"
-_BLOCK_SIZE = 8 << 20
-
-_INTEGERS: dict[str, tuple[pa.DataType, pd.api.extensions.ExtensionDtype]] = {
-    "int2": (pa.int16(), pd.Int16Dtype()),
-    "int4": (pa.int32(), pd.Int32Dtype()),
-    "int8": (pa.int64(), pd.Int64Dtype()),
-    "oid": (pa.int64(), pd.Int64Dtype()),
-}
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "float4": pa.float32(),
-    "float8": pa.float64(),
-    "bool": pa.bool_(),
-    "date": pa.date32(),
-    "time": pa.time64("us"),
-    "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
-    "interval": pa.int64(),
-}
-# Types the server converts before COPY; "{}" is the column.
-_SERVER_EXPRESSIONS = {
-    "interval": "(extract(epoch from {}) * 1000000)::int8",
-    "array": "to_json({})",
-    "composite": "to_json({})",
-    "record": "to_json({})",
+_INTEGERS: dict[str, pd.api.extensions.ExtensionDtype] = {
+    "int2": pd.Int16Dtype(),
+    "int4": pd.Int32Dtype(),
+    "int8": pd.Int64Dtype(),
+    "oid": pd.Int64Dtype(),
 }
 _JSON_VALUES = {"json", "jsonb", "record", "array", "composite"}
 
 
-@dataclass(frozen=True)
-class PgColumn:
-    """One result column as the server described it."""
-
-    name: str
-    type_name: str
-    kind: str = "scalar"
-    enum_labels: tuple[str, ...] | None = None
+class Column(Protocol):
+    """A result column as a backend describes it."""
 
     @property
-    def server_expression(self) -> str | None:
-        return _SERVER_EXPRESSIONS.get(self.kind if self.kind != "scalar" else self.type_name)
+    def name(self) -> str: ...
 
     @property
-    def arrow_type(self) -> pa.DataType:
-        if self.kind != "scalar":
-            return pa.string()
-        if self.type_name in _INTEGERS:
-            return _INTEGERS[self.type_name][0]
-        return _ARROW_TYPES.get(self.type_name, pa.string())
+    def type_name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def enum_labels(self) -> tuple[str, ...] | None: ...
 
 
-def copy_source(sql: str, columns: Sequence[PgColumn], *, relation: bool = False) -> str:
-    """The query to COPY: ``sql`` itself, or wrapped to convert the columns that need it.
-
-    ``relation`` says ``sql`` names a table (whose columns are c0, c1, ...) rather
-    than a query. Columns are renamed positionally, so duplicate names are fine.
-    """
-    if not relation and not any(col.server_expression for col in columns):
-        return sql
-    names = [f"c{i}" for i in range(len(columns))]
-    select = ", ".join((col.server_expression or "{}").format(name) for name, col in zip(names, columns, strict=True))
-    source = sql if relation else f"({sql}) AS _oz_q({', '.join(names)})"
-    return f"SELECT {select} FROM {source}"
-
-
-class CsvStream(io.RawIOBase):
-    """Bytes fed by COPY on the event loop, read by pyarrow's CSV reader in a worker thread.
-
-    Parsing then overlaps with the transfer instead of waiting for all of it.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._pending = memoryview(b"")
-        self._ended = False
-        self.received = 0
-
-    def readable(self) -> bool:
-        return True
-
-    async def feed(self, data: bytes) -> None:
-        """COPY's sink: queue one chunk."""
-        self.received += len(data)
-        self._chunks.put(data)
-
-    def end(self) -> None:
-        """No more data (also on failure or cancellation, so the reader thread stops)."""
-        self._chunks.put(None)
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending and not self._ended:
-            chunk = self._chunks.get()
-            if chunk is None:
-                self._ended = True
-            else:
-                self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
-def read_csv(stream: CsvStream, columns: Sequence[PgColumn]) -> pa.Table:
-    """Parse the CSV output of a PostgreSQL COPY into an arrow table typed by ``columns``."""
-    keys = [str(i) for i in range(len(columns))]
-    types = {key: col.arrow_type for key, col in zip(keys, columns, strict=True)}
-    try:
-        reader = pcsv.open_csv(
-            io.BufferedReader(stream, _BLOCK_SIZE),
-            read_options=pcsv.ReadOptions(column_names=keys, block_size=_BLOCK_SIZE),
-            parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-            convert_options=pcsv.ConvertOptions(
-                column_types=types,
-                null_values=[NULL_MARKER],
-                true_values=["t"],
-                false_values=["f"],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-                timestamp_parsers=[pcsv.ISO8601],
-            ),
-        )
-        return reader.read_all()
-    except pa.ArrowInvalid:
-        if stream.received:
-            raise
-        return pa.table({key: pa.array([], type=t) for key, t in types.items()})
-
-
-def frame_from_table(table: pa.Table, columns: Sequence[PgColumn]) -> pd.DataFrame:
-    """A DataFrame with the documented dtypes from the table :func:`read_csv` parsed."""
+def frame_from_table(table: pa.Table, columns: Sequence[Column]) -> pd.DataFrame:
+    """A DataFrame with the documented dtypes from a backend's arrow table (one column per ``columns``)."""
     frame = pd.DataFrame(
         {i: _to_series(table.column(i), col) for i, col in enumerate(columns)},
         copy=False,
@@ -195,15 +87,15 @@ def frame_from_table(table: pa.Table, columns: Sequence[PgColumn]) -> pd.DataFra
     return frame
 
 
-def _to_series(array: pa.ChunkedArray, col: PgColumn) -> pd.Series:
+def _to_series(array: pa.ChunkedArray, col: Column) -> pd.Series:
     return cast(pd.Series, _convert(array, col))  # pyarrow is untyped
 
 
-def _convert(array: pa.ChunkedArray, col: PgColumn) -> Any:
+def _convert(array: pa.ChunkedArray, col: Column) -> Any:
     if col.kind in _JSON_VALUES or col.type_name in _JSON_VALUES:
         return _map_values(array, json.loads)
     if col.type_name in _INTEGERS:
-        return array.to_pandas(types_mapper={array.type: _INTEGERS[col.type_name][1]}.get)
+        return array.to_pandas(types_mapper={array.type: _INTEGERS[col.type_name]}.get)
     if col.type_name == "bool":
         return array.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
     if col.type_name == "numeric":

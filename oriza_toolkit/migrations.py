@@ -212,7 +212,7 @@ def _on_connection(db: Database | None, call: Any, *, changes_schema: bool) -> N
                 # Pooled connections may hold prepared statements for the old schema.
                 await database.engine.dispose()
 
-        database._submit(work())
+        database._run(work())
     finally:
         if own:
             database.close()

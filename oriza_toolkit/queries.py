@@ -1,18 +1,16 @@
-"""Running statements: one query, a concurrent batch, and DDL/DML.
+"""Running statements, whatever the dialect: one query, a concurrent batch, DDL/DML.
 
-On asyncpg a query is prepared (for its column types), then streamed with COPY into
-pyarrow (see frames.py). A query with parameters is first materialised server-side
-with ``CREATE TEMP TABLE ... AS`` so its values stay bound parameters. Other drivers
-(SQLite) go through SQLAlchemy's execute.
+Checks that need no server run first, on the caller's thread (:func:`check_statement`,
+:func:`check_batch`); the backend of the engine's dialect reads the result
+(``backends/``); driver errors become one-line :class:`QueryError` naming the query.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import math
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
@@ -21,19 +19,23 @@ from sqlalchemy import bindparam, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql import ClauseElement, Executable
-from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql import Executable
 
-from .config import mask_url
-from .engine import WRITE_OPTION
+from . import _sql
+from .backends import Backend
+from .backends.sqlite import WRITE_OPTION
+from .config import describe_location, mask_url
 from .errors import DatabaseConnectionError, OrizaError, QueryError, QueryTimeoutError
-from .frames import NULL_MARKER, CsvStream, PgColumn, copy_source, frame_from_rows, frame_from_table, read_csv
 from .progress import BatchProgress
 
 __all__ = [
     "Params",
     "QuerySpec",
     "Statement",
+    "check_batch",
+    "check_params",
+    "check_statement",
+    "check_timeout",
     "connection",
     "describe_table",
     "execute",
@@ -43,17 +45,95 @@ __all__ = [
     "table_names",
 ]
 
-_PARAM = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")  # as sqlalchemy.text() finds them
-_CAST_AFTER_PARAM = re.compile(r"(?<![:\w\\]):(\w+)::")
-
 Statement = str | Executable
 Params = Mapping[str, Any]
 QuerySpec = Statement | tuple[Statement, Params]
 
+parameter_names = _sql.parameter_names
+
+# Driver errors that mean the connection itself is gone (the server restarted, a proxy
+# dropped it): the pool must forget that connection.
+_DEAD_CONNECTION = ("ConnectionDoesNotExistError", "ConnectionResetError", "BrokenPipeError",
+                    "InterfaceError", "ConnectionFailureError")
+
+
+# -- checks on the caller's thread ------------------------------------------------------
+
+
+def check_statement(sql: object, params: object = None, *, name: str = "query") -> None:
+    """Raise ``TypeError``/``ValueError`` for SQL or parameters that cannot be run.
+
+    Example::
+
+        >>> check_statement("select 1;")
+        >>> check_statement("")
+        Traceback (most recent call last):
+        ...
+        ValueError: query 'query': the SQL is empty
+    """
+    if not isinstance(sql, (str, Executable)):
+        raise TypeError(f"query {name!r}: the SQL must be a string or a SQLAlchemy statement, "
+                        f"not {type(sql).__name__}")
+    check_params(params, name=name)
+    if isinstance(sql, str):
+        try:
+            parsed = _sql.parse(sql)
+        except ValueError as error:
+            raise ValueError(f"query {name!r}: {error}") from None
+        missing = [key for key in parsed.names if params is None or key not in cast(Mapping[str, Any], params)]
+        if missing:
+            given = "no params were given" if params is None else "params has no key " + repr(missing[0])
+            raise ValueError(f"query {name!r} uses :{missing[0]} but {given}")
+
+
+def check_params(params: object, *, name: str = "query") -> None:
+    if params is not None and not isinstance(params, Mapping):
+        raise TypeError(f"query {name!r}: params must be a mapping of parameter names to values "
+                        f"(e.g. {{'id': 1}} for :id), not {type(params).__name__}")
+    if params is not None:
+        bad = next((key for key in params if not isinstance(key, str)), None)
+        if bad is not None:
+            raise TypeError(f"query {name!r}: parameter names must be strings, not {bad!r}")
+
+
+def check_timeout(timeout: object) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__} {timeout!r}")
+    if not timeout > 0 or math.isinf(timeout):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+
+
+def check_batch(queries: object, errors: object, max_concurrency: object) -> None:
+    if not isinstance(queries, Mapping):
+        raise TypeError("queries must be a mapping of names to SQL or (SQL, params) pairs, "
+                        f"e.g. {{'n': 'select count(*) from t'}}, not {type(queries).__name__}")
+    if errors not in ("raise", "return"):
+        raise ValueError(f"errors must be 'raise' or 'return', not {errors!r}")
+    if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+                                        or max_concurrency < 1):
+        raise ValueError(f"max_concurrency must be a whole number of at least 1, not {max_concurrency!r}")
+    for name, spec in queries.items():
+        if not isinstance(name, str):
+            raise TypeError(f"query names must be strings, not {name!r}")
+        if isinstance(spec, tuple):
+            if len(spec) != 2:
+                raise TypeError(f"query {name!r}: give SQL or a (SQL, params) pair, not a {len(spec)}-tuple")
+            check_statement(spec[0], spec[1], name=name)
+        else:
+            check_statement(spec, name=name)
+
+
+# -- connections and errors -------------------------------------------------------------
+
 
 @asynccontextmanager
 async def connection(engine: AsyncEngine, *, begin: bool = False) -> AsyncIterator[AsyncConnection]:
-    """Check a connection out of the pool, turning connect failures into one clear error."""
+    """Check a connection out of the pool, turning connect failures into one clear error.
+
+    A connection whose driver connection has died is invalidated, so the pool replaces it.
+    """
     try:
         conn = await engine.connect()
     except (OSError, sa_exc.DBAPIError, sa_exc.InterfaceError, TimeoutError) as error:
@@ -65,20 +145,42 @@ async def connection(engine: AsyncEngine, *, begin: bool = False) -> AsyncIterat
                 yield conn
         else:
             yield conn
+    except BaseException as error:
+        if _is_dead_connection(error):
+            await conn.invalidate()
+        raise
     finally:
         await conn.close()
 
 
+def _is_dead_connection(error: BaseException) -> bool:
+    inner = _server_error(error)
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return False  # SQLAlchemy saw it already
+    return type(inner).__name__ in _DEAD_CONNECTION or isinstance(inner, (ConnectionError, BrokenPipeError))
+
+
 def _connection_error(engine: AsyncEngine, error: BaseException) -> DatabaseConnectionError:
     url = engine.url
-    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}" if url.host or url.port \
-        else f"{url.database}"
+    where = describe_location(url)
+    inner = _server_error(error)
+    if isinstance(inner, TimeoutError):
+        timeout = _connect_timeout(engine)
+        return DatabaseConnectionError(
+            f"cannot connect to {where}: the server did not answer within {timeout:g} s; check the host and "
+            "port, and that a firewall or VPN lets you reach it (connect_timeout=SECONDS in the URL waits longer)",
+            url=mask_url(url))
     detail = _driver_message(error)
     return DatabaseConnectionError(
         f"cannot connect to {where} as {url.username!r}: {detail}; check that the server is running "
         f"and that host, port, user, password and database in DATABASE_URL are right",
         url=mask_url(url),
     )
+
+
+def _connect_timeout(engine: AsyncEngine) -> float:
+    args = getattr(engine.dialect, "_oriza_connect_timeout", None)
+    return float(args) if args else 10.0
 
 
 def _driver_message(error: BaseException) -> str:
@@ -99,13 +201,15 @@ def _server_error(error: BaseException) -> BaseException:
 def query_error(error: BaseException, name: str, sql: str) -> QueryError:
     """A one-line :class:`QueryError` for ``error`` raised while running ``sql``."""
     if isinstance(error, QueryError):
-        return error
+        return error.renamed(name, sql)
     inner = _server_error(error)
     position = getattr(inner, "position", None)
     detail = getattr(inner, "message", None) or _driver_message(inner)
     hint = getattr(inner, "hint", None)
     if hint:
         detail = f"{detail} (hint: {hint})"
+    if _is_dead_connection(error):
+        detail = f"the connection to the server was lost ({detail}); the next query opens a new one"
     return QueryError(
         name, sql, detail,
         position=int(position) if position else None,
@@ -113,75 +217,8 @@ def query_error(error: BaseException, name: str, sql: str) -> QueryError:
     )
 
 
-def as_statement(sql: Statement, params: Params | None) -> Executable:
-    """``sql`` as an executable; text without ``params`` is sent exactly as written.
-
-    So a literal such as ``'{"a":1}'`` is not mistaken for a ``:1`` parameter.
-    """
-    if not isinstance(sql, str):
-        return sql
-    if not params:
-        return text(sql.replace(":", "\\:"))
-    # SQLAlchemy does not see ":name::type" as a parameter; PostgreSQL accepts ":name ::type".
-    statement = text(_CAST_AFTER_PARAM.sub(r":\1 ::", sql))
-    # Typing each parameter from its value lets asyncpg bind "select :x" (an unknown type otherwise).
-    names = set(parameter_names(sql))
-    return statement.bindparams(*(bindparam(key, value) for key, value in params.items() if key in names))
-
-
-def parameter_names(sql: str) -> list[str]:
-    """The ``:name`` parameters of ``sql``, in order of first use (``:name::type`` included)."""
-    found = _PARAM.findall(_CAST_AFTER_PARAM.sub(r":\1 ::", sql))
-    return [name for name in dict.fromkeys(found) if not name[0].isdigit()]
-
-
 def sql_text(sql: Statement, dialect: Dialect | None = None) -> str:
     return sql if isinstance(sql, str) else str(sql.compile(dialect=dialect))  # type: ignore[attr-defined]
-
-
-def _compile_positional(statement: Executable, params: Params | None, dialect: Dialect) -> tuple[str, list[Any]]:
-    """``statement`` as asyncpg SQL (``$1``...) and its bound values, in order."""
-    assert isinstance(statement, ClauseElement)
-    compiled = cast(SQLCompiler, statement.compile(
-        dialect=dialect, column_keys=list(params or ()), compile_kwargs={"render_postcompile": True}
-    ))
-    values = compiled.construct_params(dict(params or {}))
-    args = []
-    for key in compiled.positiontup or ():
-        value = values[key]
-        processor = compiled.binds[key].type.dialect_impl(dialect).bind_processor(dialect) \
-            if key in compiled.binds else None
-        args.append(processor(value) if processor else value)
-    return str(compiled), args
-
-
-async def fetch_frame(
-    engine: AsyncEngine,
-    sql: Statement,
-    params: Params | None = None,
-    *,
-    name: str = "query",
-    timeout: float | None = None,
-) -> pd.DataFrame:
-    """Run one query and return its rows as a DataFrame (see frames.py for dtypes)."""
-    statement = as_statement(sql, params)
-    try:
-        # The timeout cancels the work inside (which lets cancellation through) and only
-        # then raises TimeoutError, out here.
-        async with asyncio.timeout(timeout):
-            with _raising_query_errors(name, sql, engine.dialect):
-                async with connection(engine) as conn:
-                    if engine.dialect.driver == "asyncpg":
-                        return await _postgres_frame(conn, statement, params)
-                    result = await conn.execute(statement, dict(params or {}))
-                    if not result.returns_rows:  # DML: keep it, as PostgreSQL's autocommit does
-                        await conn.commit()
-                        return pd.DataFrame()
-                    return frame_from_rows(result.fetchall(), list(result.keys()))
-    except TimeoutError:
-        if timeout is None:
-            raise
-        raise QueryTimeoutError(name, sql_text(sql, engine.dialect), timeout) from None
 
 
 @contextmanager
@@ -192,64 +229,45 @@ def _raising_query_errors(name: str, sql: Statement, dialect: Dialect) -> Iterat
     """
     try:
         yield
-    except (OrizaError, asyncio.CancelledError):
+    except (asyncio.CancelledError, DatabaseConnectionError):
+        raise
+    except QueryError as error:
+        raise error.renamed(name, sql_text(sql, dialect)) from None
+    except OrizaError:
         raise
     except Exception as error:
         raise query_error(error, name, sql_text(sql, dialect)) from None
 
 
-async def _postgres_frame(conn: AsyncConnection, statement: Executable, params: Params | None) -> pd.DataFrame:
-    sql, args = _compile_positional(statement, params, conn.dialect)
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
-    prepared = await driver.prepare(sql)
-    columns = await _describe(driver, prepared.get_attributes())
-    if not columns:
-        await prepared.fetch(*args)
-        return pd.DataFrame()
-    if args:
-        # COPY cannot take parameters; materialising first keeps the values bound.
-        table = f"_oz_{uuid.uuid4().hex}"
-        names = ", ".join(f"c{i}" for i in range(len(columns)))
-        async with driver.transaction():
-            await driver.execute(f"CREATE TEMP TABLE {table} ({names}) ON COMMIT DROP AS {sql}", *args)
-            arrow = await _copy_to_arrow(driver, copy_source(table, columns, relation=True), columns)
-    else:
-        arrow = await _copy_to_arrow(driver, copy_source(sql, columns), columns)
-    return frame_from_table(arrow, columns)
+# -- running ----------------------------------------------------------------------------
 
 
-async def _copy_to_arrow(driver: Any, query: str, columns: list[PgColumn]) -> Any:
-    """COPY ``query`` out as CSV, parsed in a worker thread while it streams in."""
-    stream = CsvStream()
-    parsed = asyncio.get_running_loop().run_in_executor(None, read_csv, stream, columns)
+async def fetch_frame(
+    engine: AsyncEngine,
+    backend: Backend,
+    sql: Statement,
+    params: Params | None = None,
+    *,
+    name: str = "query",
+    timeout: float | None = None,
+) -> pd.DataFrame:
+    """Run one query and return its rows as a DataFrame (see frames.py for dtypes)."""
     try:
-        await driver.copy_from_query(query, output=stream.feed, format="csv", null=NULL_MARKER)
-    finally:
-        stream.end()
-    return await parsed
-
-
-async def _describe(driver: Any, attributes: Sequence[Any]) -> list[PgColumn]:
-    """Column descriptions, with the labels of any enum types looked up in pg_enum."""
-    unknown = {a.type.oid for a in attributes if a.type.kind == "scalar" and a.type.schema != "pg_catalog"}
-    labels: dict[int, tuple[str, ...]] = {}
-    if unknown:
-        rows = await driver.fetch(
-            "SELECT enumtypid, array_agg(enumlabel::text ORDER BY enumsortorder) AS labels "
-            "FROM pg_enum WHERE enumtypid = any($1::oid[]) GROUP BY enumtypid",
-            list(unknown),
-        )
-        labels = {row["enumtypid"]: tuple(row["labels"]) for row in rows}
-    return [
-        PgColumn(a.name, a.type.name, a.type.kind, labels.get(a.type.oid))
-        for a in attributes
-    ]
+        # The timeout cancels the work inside (which lets cancellation through) and only
+        # then raises TimeoutError, out here.
+        async with asyncio.timeout(timeout):
+            with _raising_query_errors(name, sql, engine.dialect):
+                async with connection(engine) as conn:
+                    return await backend.read(conn, sql, params)
+    except TimeoutError:
+        if timeout is None:
+            raise
+        raise QueryTimeoutError(name, sql_text(sql, engine.dialect), timeout, dialect=backend.name) from None
 
 
 async def fetch_frames(
     engine: AsyncEngine,
+    backend: Backend,
     queries: Mapping[str, QuerySpec],
     *,
     max_concurrency: int,
@@ -268,7 +286,7 @@ async def fetch_frames(
         async with gate:
             start = time.perf_counter()
             try:
-                frame = await fetch_frame(engine, sql, params, name=name, timeout=timeout)
+                frame = await fetch_frame(engine, backend, sql, params, name=name, timeout=timeout)
             except Exception as error:
                 if progress:
                     progress.record(name, rows=None, seconds=time.perf_counter() - start, error=error)
@@ -289,27 +307,39 @@ async def fetch_frames(
     return results
 
 
-async def table_names(engine: AsyncEngine) -> list[str]:
-    """Names of the tables in the default schema, sorted."""
+def split_table_name(table: str, schema: str | None) -> tuple[str, str | None]:
+    """``"analytics.t"`` as ``("t", "analytics")``; an explicit ``schema`` wins; quotes allowed."""
+    if not isinstance(table, str) or not table.strip():
+        raise TypeError(f"the table name must be a non-empty string, not {table!r}")
+    if schema is not None or "." not in table or (table.startswith('"') and table.endswith('"') \
+            and table.count('"') == 2):
+        return table.strip('"') if table.count('"') == 2 and table[0] == '"' else table, schema
+    head, _, tail = table.rpartition(".")
+    return tail.strip('"'), head.strip('"')
+
+
+async def table_names(engine: AsyncEngine, schema: str | None = None) -> list[str]:
+    """Names of the tables in ``schema`` (default: the default schema), sorted."""
     async with connection(engine) as conn:
-        return await conn.run_sync(lambda sync: sorted(inspect(sync).get_table_names()))
+        return await conn.run_sync(lambda sync: sorted(inspect(sync).get_table_names(schema=schema)))
 
 
-async def describe_table(engine: AsyncEngine, table: str) -> pd.DataFrame:
+async def describe_table(engine: AsyncEngine, table: str, schema: str | None = None) -> pd.DataFrame:
     """One row per column of ``table``: name, type, nullable, default, primary key."""
 
     def describe(sync: Connection) -> pd.DataFrame:
         inspector = inspect(sync)
-        key = set(inspector.get_pk_constraint(table).get("constrained_columns") or ())
+        key = set(inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or ())
         rows = [(c["name"], str(c["type"]), c["nullable"], c.get("default"), c["name"] in key)
-                for c in inspector.get_columns(table)]
+                for c in inspector.get_columns(table, schema=schema)]
         return pd.DataFrame(rows, columns=["column", "type", "nullable", "default", "primary_key"])
 
+    full = f"{schema}.{table}" if schema else table
     try:
         async with connection(engine) as conn:
             return await conn.run_sync(describe)
     except sa_exc.NoSuchTableError:
-        raise QueryError("describe", table, f"no table named {table!r}") from None
+        raise QueryError("describe", full, f"no table named {full!r}") from None
 
 
 def _split(spec: QuerySpec) -> tuple[Statement, Params | None]:
@@ -321,5 +351,19 @@ async def execute(engine: AsyncEngine, sql: Statement, params: Params | None = N
     """Run one DDL/DML statement in its own transaction; return the rows it affected (0 for DDL)."""
     with _raising_query_errors("execute", sql, engine.dialect):
         async with connection(engine, begin=True) as conn:
-            result = await conn.execute(as_statement(sql, params), dict(params or {}))
+            if isinstance(sql, str):
+                result = await conn.execute(_as_text(sql, params))
+            else:
+                result = await conn.execute(sql, dict(params or {}))
             return max(int(result.rowcount), 0)
+
+
+def _as_text(sql: str, params: Params | None) -> Executable:
+    """``sql`` for SQLAlchemy, its ``:name`` parameters found by the toolkit's lexer: every
+    other colon (in literals, comments, casts) is escaped so SQLAlchemy leaves it alone.
+    Each parameter is typed from its value, so asyncpg can bind ``select :x``."""
+    parsed = _sql.parse(sql)
+    escaped = [piece.replace(":", "\\:") for piece in parsed.pieces]
+    rebuilt = escaped[0] + "".join(f":{key}{piece}" for key, piece in zip(parsed.params, escaped[1:], strict=True))
+    values = dict(params or {})
+    return text(rebuilt).bindparams(*(bindparam(key, values[key]) for key in parsed.names if key in values))

@@ -47,7 +47,7 @@ def test_failed_write_leaves_the_table_as_it_was(db: oz.Database, table: str, fr
 
 
 def test_bad_if_exists_is_rejected(db: oz.Database, table: str, frame: pd.DataFrame) -> None:
-    with pytest.raises(oz.WriteError, match="if_exists must be"):
+    with pytest.raises(ValueError, match="if_exists must be 'fail', 'append' or 'replace', not 'nonsense'"):
         db.write(frame, table, if_exists="nonsense")  # type: ignore[arg-type]
 
 

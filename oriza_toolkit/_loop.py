@@ -1,0 +1,102 @@
+"""The one event loop every engine of the process lives on, in a background thread.
+
+Jupyter kernels already run a loop in the main thread, so ``asyncio.run`` fails there
+and ``loop.run_until_complete`` would need nest-asyncio. Instead every ``Database`` runs
+its AsyncEngine on one private loop in a daemon thread, started on first use: blocking
+calls submit a coroutine and wait for it (:func:`run`), awaitable calls submit it and
+await the wrapped future from whatever loop the caller is on (:func:`arun`). One thread
+for the whole process, however many ``Database`` objects come and go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+__all__ = ["arun", "in_loop_thread", "run", "submit"]
+
+T = TypeVar("T")
+
+# How often a waiting caller redraws progress.
+POLL_SECONDS = 0.1
+# How long a blocking call waits, after Ctrl-C, for its queries to be cancelled on the server.
+CANCEL_GRACE_SECONDS = 5.0
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def _get_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _thread
+    with _lock:
+        if _loop is None or _thread is None or not _thread.is_alive():
+            loop = asyncio.new_event_loop()
+            _thread = threading.Thread(target=_serve, args=(loop,), name="oriza-loop", daemon=True)
+            _thread.start()
+            _loop = loop
+        return _loop
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    loop.run_forever()
+
+
+def in_loop_thread() -> bool:
+    return threading.current_thread() is _thread
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
+    """Schedule ``coro`` on the loop; the returned future is safe to wait on anywhere."""
+    return asyncio.run_coroutine_threadsafe(coro, _get_loop())
+
+
+def run(coro: Coroutine[Any, Any, T], *, poll: Callable[[], None] | None = None) -> T:
+    """Run ``coro`` on the loop and block until it ends, calling ``poll`` now and then.
+
+    ``poll`` runs on the calling thread (it draws progress bars where the user sees
+    them). On KeyboardInterrupt the coroutine is cancelled, and we wait (briefly) until
+    the cancellation has reached the server before re-raising, so an interrupted cell
+    leaves no query running.
+    """
+    if in_loop_thread():
+        coro.close()
+        raise RuntimeError("a blocking oriza_toolkit call was made on the toolkit's own loop; await its a* twin")
+    finished = threading.Event()
+
+    async def tracked() -> T:
+        try:
+            return await coro
+        finally:
+            finished.set()
+
+    future = submit(tracked())
+    try:
+        while poll is not None and not future.done():
+            concurrent.futures.wait([future], timeout=POLL_SECONDS)
+            poll()
+        return future.result()
+    except KeyboardInterrupt:
+        future.cancel()
+        finished.wait(CANCEL_GRACE_SECONDS)
+        raise
+
+
+async def arun(coro: Coroutine[Any, Any, T], *, poll: Callable[[], None] | None = None) -> T:
+    """Await ``coro`` on the loop from any other loop; cancelling the caller cancels it."""
+    if in_loop_thread():
+        return await coro
+    future = asyncio.wrap_future(submit(coro))
+    try:
+        while poll is not None and not future.done():
+            await asyncio.wait({future}, timeout=POLL_SECONDS)
+            poll()
+        return await future
+    except asyncio.CancelledError:
+        future.cancel()
+        raise

@@ -1,0 +1,258 @@
+"""SQL text as the toolkit reads it: parameters, statements and values, never by regex.
+
+A small lexer walks the SQL the way PostgreSQL's does, so that nothing inside a string
+literal (``'...'``, ``E'...'``, ``$tag$...$tag$``), a quoted identifier (``"..."``) or a
+comment (``--``, nested ``/* */``) is ever taken for a parameter or a statement end.
+``:name`` outside them is a parameter; ``::type`` is a cast, and ``:name::type`` both.
+
+:func:`quote_literal` is the one place a value becomes SQL text (see its docstring).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["ParsedSQL", "parameter_names", "parse", "quote_literal", "quote_type"]
+
+_IDENT_START = re.compile(r"[A-Za-z_\u0080-\uffff]")
+_IDENT = re.compile(r"[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*")
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)?\$")
+_POSITIONAL = re.compile(r"\$(\d+)")
+_WORD_BEFORE = re.compile(r"[\w$]")
+# PostgreSQL silently cuts longer identifiers (NAMEDATALEN - 1 bytes).
+MAX_IDENTIFIER_BYTES = 63
+
+
+@dataclass(frozen=True)
+class ParsedSQL:
+    """One SQL statement split around its parameters.
+
+    ``pieces`` holds the SQL between parameters, ``params`` the parameter keys in order
+    of appearance (``len(pieces) == len(params) + 1``), ``starts`` where each piece began
+    in the statement as written. ``keyword`` is the first word, lower-cased.
+    """
+
+    sql: str
+    pieces: tuple[str, ...]
+    params: tuple[str, ...]
+    starts: tuple[int, ...]
+    keyword: str
+    long_identifier: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """The distinct parameter keys, in order of first use."""
+        return list(dict.fromkeys(self.params))
+
+    def render(self, value: Callable[[str], str]) -> tuple[str, Callable[[int], int]]:
+        """The SQL with each parameter replaced by ``value(key)``, and a function mapping a
+        1-based character position in the result back to one in :attr:`sql`."""
+        out: list[str] = []
+        shifts: list[tuple[int, int]] = []  # (start in output, start in sql) of each piece
+        length = 0
+        for i, piece in enumerate(self.pieces):
+            shifts.append((length, self.starts[i]))
+            out.append(piece)
+            length += len(piece)
+            if i < len(self.params):
+                text = value(self.params[i])
+                out.append(text)
+                length += len(text)
+
+        def original(position: int) -> int:
+            for out_start, sql_start in reversed(shifts):
+                if position - 1 >= out_start:
+                    return sql_start + min(position - 1 - out_start, len(self.sql)) + 1
+            return position
+
+        return "".join(out), original
+
+    def positional(self) -> tuple[str, list[str], Callable[[int], int]]:
+        """The SQL with ``$1, $2, ...`` for the distinct parameters, their keys, and the
+        position map of :meth:`render`."""
+        names = self.names
+        index = {name: f"${i}" for i, name in enumerate(names, start=1)}
+        sql, original = self.render(index.__getitem__)
+        return sql, names, original
+
+
+def parse(sql: str, *, style: str = "named") -> ParsedSQL:
+    """Split one statement at its parameters: ``:name`` (``style="named"``) or ``$n``
+    (``style="numeric"``, for SQL compiled by SQLAlchemy).
+
+    A trailing ``;`` and the white space around it are dropped (comments stay). A second
+    statement raises ``ValueError``, as does SQL with nothing but white space and comments.
+
+    Example::
+
+        >>> parse("select ':x' as s, :x as v -- :y").params
+        ('x',)
+    """
+    pieces: list[str] = []
+    params: list[str] = []
+    starts: list[int] = [0]
+    keyword = ""
+    long_identifier: str | None = None
+    piece_start = 0
+    end = len(sql)
+    semicolon: int | None = None
+    i = 0
+    n = len(sql)
+    while i < n:
+        c = sql[i]
+        if c in " \t\r\n\f":
+            i += 1
+            continue
+        if c == "-" and sql.startswith("--", i):
+            newline = sql.find("\n", i)
+            i = n if newline < 0 else newline + 1
+            continue
+        if c == "/" and sql.startswith("/*", i):
+            i = _skip_block_comment(sql, i)
+            continue
+        if semicolon is not None:
+            raise ValueError("the SQL holds more than one statement; run one statement at a time")
+        if c == ";":
+            semicolon = i
+            end = i
+            i += 1
+            continue
+        if c == "'":
+            i = _skip_quoted(sql, i, "'", backslashes=_is_escape_string(sql, i))
+        elif c == '"':
+            start = i
+            i = _skip_quoted(sql, i, '"', backslashes=False)
+            name = sql[start + 1 : i - 1].replace('""', '"')
+            if len(name.encode()) > MAX_IDENTIFIER_BYTES and long_identifier is None:
+                long_identifier = name
+        elif c == "$" and (tag := _DOLLAR_TAG.match(sql, i)) and not _WORD_BEFORE.match(sql[i - 1 : i] or " "):
+            close = sql.find(tag.group(), tag.end())
+            if close < 0:
+                raise ValueError(f"unterminated dollar-quoted string starting at character {i + 1}")
+            i = close + len(tag.group())
+        elif style == "numeric" and c == "$" and (number := _POSITIONAL.match(sql, i)):
+            pieces.append(sql[piece_start:i])
+            params.append(number.group(1))
+            i = piece_start = number.end()
+            starts.append(piece_start)
+        elif (
+            style == "named"
+            and c == ":"
+            and not sql.startswith("::", i)
+            and sql[i - 1 : i] != ":"
+            and not _WORD_BEFORE.match(sql[i - 1 : i] or " ")
+            and _IDENT_START.match(sql, i + 1)
+        ):
+            name_match = _IDENT.match(sql, i + 1)
+            assert name_match is not None
+            pieces.append(sql[piece_start:i])
+            params.append(name_match.group())
+            i = piece_start = name_match.end()
+            starts.append(piece_start)
+        elif ident := _IDENT.match(sql, i):
+            word = ident.group()
+            if not keyword:
+                keyword = word.lower()
+            if len(word.encode()) > MAX_IDENTIFIER_BYTES and long_identifier is None:
+                long_identifier = word
+            i = ident.end()
+        else:
+            if not keyword and c == "(":
+                keyword = "("
+            i += 1
+    if not keyword and not params:
+        raise ValueError("the SQL is empty")
+    if semicolon is not None:
+        # Keep what follows the ";" only if it is a comment worth keeping: it is not, drop it.
+        end = semicolon
+    text = sql[:end].rstrip() if semicolon is not None else sql
+    pieces.append(text[piece_start:])
+    return ParsedSQL(text, tuple(pieces), tuple(params), tuple(starts), keyword, long_identifier)
+
+
+def parameter_names(sql: str) -> list[str]:
+    """The ``:name`` parameters of ``sql``, in order of first use; ``[]`` if it cannot be parsed.
+
+    Example::
+
+        >>> parameter_names("select * from t where a = :a and b = ':b' and c = :a::int")
+        ['a']
+    """
+    try:
+        return parse(sql).names
+    except ValueError:
+        return []
+
+
+def quote_literal(text: str, type_sql: str) -> str:
+    """The only function that turns a value into SQL: ``'text'::type``.
+
+    ``text`` must be the value as the server's own output function wrote it (so it reads
+    back as exactly the same value) and ``type_sql`` the type the server inferred for the
+    parameter, from :func:`quote_type`. Quotes are doubled; with
+    ``standard_conforming_strings`` on (checked by the caller) nothing else in a
+    ``'...'`` literal is special, backslashes included. PostgreSQL text cannot hold NUL.
+
+    Example::
+
+        >>> quote_literal("it's", '"pg_catalog"."text"')
+        '\\'it\\'\\'s\\'::"pg_catalog"."text"'
+    """
+    if "\x00" in text:
+        raise ValueError("PostgreSQL text cannot contain NUL characters")
+    return "'" + text.replace("'", "''") + "'::" + type_sql
+
+
+def quote_type(schema: str, name: str) -> str:
+    """A type as SQL, e.g. ``"pg_catalog"."int4"[]`` for asyncpg's ``int4[]``."""
+    array = name.endswith("[]")
+    base = name[:-2] if array else name
+    return f"{_quote_ident(schema)}.{_quote_ident(base)}" + ("[]" if array else "")
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _is_escape_string(sql: str, quote: int) -> bool:
+    """Whether the ``'`` at ``quote`` opens an ``E'...'`` string (backslash escapes)."""
+    return quote > 0 and sql[quote - 1] in "eE" and not _WORD_BEFORE.match(sql[quote - 2 : quote - 1] or " ")
+
+
+def _skip_quoted(sql: str, start: int, quote: str, *, backslashes: bool) -> int:
+    """The index just past the literal opened at ``start``."""
+    i = start + 1
+    n = len(sql)
+    while i < n:
+        c = sql[i]
+        if backslashes and c == "\\":
+            i += 2
+            continue
+        if c == quote:
+            if sql.startswith(quote, i + 1):
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    kind = "quoted identifier" if quote == '"' else "string literal"
+    raise ValueError(f"unterminated {kind} starting at character {start + 1}")
+
+
+def _skip_block_comment(sql: str, start: int) -> int:
+    depth = 0
+    i = start
+    n = len(sql)
+    while i < n:
+        if sql.startswith("/*", i):
+            depth += 1
+            i += 2
+        elif sql.startswith("*/", i):
+            depth -= 1
+            i += 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    raise ValueError(f"unterminated /* comment starting at character {start + 1}")
