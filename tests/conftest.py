@@ -11,20 +11,67 @@ import pytest
 
 import oriza_toolkit as oz
 
-from .pgcluster import Cluster
+from .pgcluster import Bouncer, Cluster, Standby, have_pgbouncer
+
+# A typed table every server scenario reads: on the primary, replicated to the standby,
+# granted to the read-only role.
+TYPED_ROWS = 200_000
+TYPED_TABLE = "oz_typed"
+READER_PASSWORD = "reader-pw-Q9"
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """URL of a PostgreSQL server for the whole run."""
+def cluster() -> Iterator[Cluster | None]:
+    """The throwaway primary (None when TEST_DATABASE_URL names a server)."""
     if os.environ.get("TEST_DATABASE_URL"):
-        yield os.environ["TEST_DATABASE_URL"]
+        yield None
         return
-    cluster = Cluster().start()
+    primary = Cluster().start()
     try:
-        yield cluster.url
+        yield primary
     finally:
-        cluster.stop()
+        primary.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(cluster: Cluster | None) -> str:
+    """URL of a PostgreSQL server for the whole run."""
+    return cluster.url if cluster else os.environ["TEST_DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+def servers(cluster: Cluster | None, pg_url: str) -> Iterator[dict[str, str]]:
+    """The URL a newcomer would paste for each set-up analysts have: the primary, its hot
+    standby, pgbouncer in transaction mode, TLS with sslmode=verify-full, and a role with
+    TEMP revoked and default_transaction_read_only on. Only the primary with TEST_DATABASE_URL."""
+    with oz.connect(pg_url) as db:
+        db.execute(f"drop table if exists {TYPED_TABLE}")
+        db.execute(f"create table {TYPED_TABLE} as select g as id, 'name ' || g as name, (g / 7.0)::numeric(12, 4) "
+                   "as amount, g % 3 = 0 as flag, timestamptz '2024-01-01 00:00+00' + g * interval '1 minute' "
+                   f"as at, date '2024-01-01' + g % 365 as day from generate_series(1, {TYPED_ROWS}) g")
+    urls = {"primary": pg_url}
+    if cluster is None:
+        yield urls
+        return
+    cluster.sql("drop role if exists reader", f"create role reader login password '{READER_PASSWORD}'",
+                "alter role reader set default_transaction_read_only = on",
+                f"revoke temporary on database {cluster.database} from public",
+                f"grant select on {TYPED_TABLE} to reader")
+    urls["readonly"] = f"postgresql://reader:{READER_PASSWORD}@127.0.0.1:{cluster.port}/{cluster.database}"
+    if cluster.ca_file:
+        urls["tls"] = (f"postgresql://{cluster.user}:{cluster.password}@localhost:{cluster.port}/{cluster.database}"
+                       f"?sslmode=verify-full&sslrootcert={cluster.ca_file}")
+    standby = Standby(cluster).start()
+    urls["standby"] = standby.url
+    bouncer = Bouncer(cluster).start() if have_pgbouncer() else None
+    if bouncer:
+        urls["pgbouncer"] = bouncer.url
+    try:
+        yield urls
+    finally:
+        if bouncer:
+            bouncer.stop()
+        standby.stop()
 
 
 @pytest.fixture
