@@ -177,7 +177,8 @@ class Standby:
         env = {**os.environ, "PGPASSWORD": self.primary.password}
         subprocess.run(_as_server_user([str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p",
                                         str(self.primary.port), "-U", self.primary.user, "-D", str(data),
-                                        "-R", "-X", "stream", "-c", "fast"]), check=True, capture_output=True, env=env, cwd="/")
+                                        "-R", "-X", "stream", "-c", "fast"]),
+                       check=True, capture_output=True, env=env, cwd="/")
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c hot_standby=on"
         subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l",
                                         str(self.root / "log"), "-w", "start"]), check=True, capture_output=True,
