@@ -166,6 +166,10 @@ def _positional(sql: Any, params: Any, dialect: Dialect) -> tuple[_Statement, li
     """The statement with ``$n`` placeholders, its values in order, and each ``$n``'s name."""
     if isinstance(sql, str):
         parsed = _sql.parse(sql)
+        if parsed.long_identifier:
+            raise QueryError("query", sql, f"the name {parsed.long_identifier[:30] + '...'!r} is longer than "
+                             f"PostgreSQL's {_sql.MAX_IDENTIFIER_BYTES}-byte limit and would be cut; "
+                             "use a shorter one")
         text, keys, _ = parsed.positional()
         values = dict(params or {})
         missing = [key for key in keys if key not in values]
