@@ -24,7 +24,7 @@ from sqlalchemy.sql import Executable
 from . import _sql
 from .backends import Backend
 from .backends.sqlite import WRITE_OPTION
-from .config import describe_location, mask_url
+from .config import DEFAULT_CONNECT_TIMEOUT, asyncpg_connect_args, describe_location, mask_url
 from .errors import DatabaseConnectionError, OrizaError, QueryError, QueryTimeoutError
 from .progress import BatchProgress
 
@@ -146,11 +146,21 @@ async def connection(engine: AsyncEngine, *, begin: bool = False) -> AsyncIterat
         else:
             yield conn
     except BaseException as error:
-        if _is_dead_connection(error):
+        if _is_dead_connection(error) or _driver_closed(conn):
             await conn.invalidate()
         raise
     finally:
         await conn.close()
+
+
+def _driver_closed(conn: AsyncConnection) -> bool:
+    """Whether the driver's own connection under ``conn`` has been closed."""
+    try:
+        driver = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
+    except sa_exc.SQLAlchemyError:
+        return True
+    is_closed = getattr(driver, "is_closed", None)
+    return bool(is_closed()) if callable(is_closed) else False
 
 
 def _is_dead_connection(error: BaseException) -> bool:
@@ -179,8 +189,11 @@ def _connection_error(engine: AsyncEngine, error: BaseException) -> DatabaseConn
 
 
 def _connect_timeout(engine: AsyncEngine) -> float:
-    args = getattr(engine.dialect, "_oriza_connect_timeout", None)
-    return float(args) if args else 10.0
+    try:
+        timeout = asyncpg_connect_args(engine.url)[1]["timeout"]
+    except OrizaError:
+        timeout = None
+    return float(timeout or DEFAULT_CONNECT_TIMEOUT)
 
 
 def _driver_message(error: BaseException) -> str:

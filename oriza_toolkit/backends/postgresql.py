@@ -34,6 +34,7 @@ from typing import Any, cast
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
+from sqlalchemy import event
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import ClauseElement
@@ -106,7 +107,7 @@ class PostgresBackend:
     name = "postgresql"
 
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
-        url, args = asyncpg_connect_args(url)
+        bare, args = asyncpg_connect_args(url)
         given = dict(options.pop("connect_args", None) or {})
         settings = {**STARTUP_SETTINGS, **args.pop("server_settings", {}), **given.pop("server_settings", {})}
         # No statement state on the server beyond one transaction: transaction-mode
@@ -114,7 +115,18 @@ class PostgresBackend:
         connect_args = {"statement_cache_size": 0, "prepared_statement_cache_size": 0, **args, **given,
                         "server_settings": settings}
         options.setdefault("pool_pre_ping", True)
-        return create_async_engine(url, connect_args=connect_args, **options)
+        # The engine keeps the URL as given (shown masked); the libpq parameters that
+        # SQLAlchemy would pass to asyncpg as keywords go through connect_args instead.
+        engine = create_async_engine(url, connect_args=connect_args, **options)
+        translated = set(url.query) - set(bare.query)
+
+        @event.listens_for(engine.sync_engine, "do_connect")
+        def _without_libpq_keywords(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+            for key in translated:
+                if key not in connect_args:
+                    cparams.pop(key, None)
+
+        return engine
 
     async def read(self, conn: AsyncConnection, sql: Any, params: Any) -> pd.DataFrame:
         statement, args, parsed_map = _positional(sql, params, conn.dialect)
@@ -123,8 +135,10 @@ class PostgresBackend:
         try:
             frame = await _read(driver, statement, args, parsed_map)
         except BaseException:
-            if not driver.is_closed():
+            try:
                 await driver.execute("ROLLBACK")
+            except Exception:
+                driver.terminate()  # unusable: the pool replaces a closed connection
             raise
         await driver.execute("COMMIT")
         return frame

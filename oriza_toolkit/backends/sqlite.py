@@ -10,6 +10,7 @@ interrupts the running statement (``sqlite3.Connection.interrupt``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from decimal import Decimal
 from typing import Any
 
@@ -41,30 +42,32 @@ class SQLiteBackend:
         return engine
 
     async def read(self, conn: AsyncConnection, sql: Any, params: Any) -> pd.DataFrame:
+        if isinstance(sql, str):
+            parsed = _sql.parse(sql)
+            values = dict(params or {})
+            missing = [key for key in parsed.names if key not in values]
+            if missing:
+                raise QueryError("query", sql, f"no value given for the parameter :{missing[0]}")
+            statement, _ = parsed.render(lambda key: "?")
+            running = asyncio.ensure_future(
+                conn.exec_driver_sql(statement, tuple(values[key] for key in parsed.params)))
+        else:
+            running = asyncio.ensure_future(conn.execute(sql, dict(params or {})))
+        driver = (await conn.get_raw_connection()).driver_connection
         try:
-            if isinstance(sql, str):
-                parsed = _sql.parse(sql)
-                values = dict(params or {})
-                missing = [key for key in parsed.names if key not in values]
-                if missing:
-                    raise QueryError("query", sql, f"no value given for the parameter :{missing[0]}")
-                statement, _ = parsed.render(lambda key: "?")
-                result = await conn.exec_driver_sql(statement, tuple(values[key] for key in parsed.params))
-            else:
-                result = await conn.execute(sql, dict(params or {}))
+            # Shielded: a timeout must stop the statement in aiosqlite's thread (interrupt),
+            # then wait for it to end, rather than abandon the connection mid-statement.
+            result = await asyncio.shield(running)
         except asyncio.CancelledError:
-            await self._interrupt(conn)
+            if driver is not None:
+                await driver.interrupt()
+            with contextlib.suppress(Exception):
+                await running
             raise
         if not result.returns_rows:  # DML: keep it, as PostgreSQL's autocommit does
             await conn.commit()
             return pd.DataFrame()
         return frame_from_rows(result.fetchall(), list(result.keys()))
-
-    async def _interrupt(self, conn: AsyncConnection) -> None:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        if driver is not None:
-            await driver.interrupt()
 
     def encode(self, frame: pd.DataFrame) -> None:
         return None
