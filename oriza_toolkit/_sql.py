@@ -96,7 +96,6 @@ def parse(sql: str, *, style: str = "named") -> ParsedSQL:
     keyword = ""
     long_identifier: str | None = None
     piece_start = 0
-    end = len(sql)
     semicolon: int | None = None
     i = 0
     n = len(sql)
@@ -116,7 +115,6 @@ def parse(sql: str, *, style: str = "named") -> ParsedSQL:
             raise ValueError("the SQL holds more than one statement; run one statement at a time")
         if c == ";":
             semicolon = i
-            end = i
             i += 1
             continue
         if c == "'":
@@ -164,10 +162,7 @@ def parse(sql: str, *, style: str = "named") -> ParsedSQL:
             i += 1
     if not keyword and not params:
         raise ValueError("the SQL is empty")
-    if semicolon is not None:
-        # Keep what follows the ";" only if it is a comment worth keeping: it is not, drop it.
-        end = semicolon
-    text = sql[:end].rstrip() if semicolon is not None else sql
+    text = sql if semicolon is None else sql[:semicolon].rstrip()  # what follows ";" is only comments
     pieces.append(text[piece_start:])
     return ParsedSQL(text, tuple(pieces), tuple(params), tuple(starts), keyword, long_identifier)
 

@@ -321,12 +321,11 @@ async def fetch_frames(
 
 
 def split_table_name(table: str, schema: str | None) -> tuple[str, str | None]:
-    """``"analytics.t"`` as ``("t", "analytics")``; an explicit ``schema`` wins; quotes allowed."""
+    """``"analytics.t"`` as ``("t", "analytics")``; an explicit ``schema`` wins."""
     if not isinstance(table, str) or not table.strip():
         raise TypeError(f"the table name must be a non-empty string, not {table!r}")
-    if schema is not None or "." not in table or (table.startswith('"') and table.endswith('"') \
-            and table.count('"') == 2):
-        return table.strip('"') if table.count('"') == 2 and table[0] == '"' else table, schema
+    if schema is not None or "." not in table:
+        return table, schema
     head, _, tail = table.rpartition(".")
     return tail.strip('"'), head.strip('"')
 

@@ -33,8 +33,6 @@ class Backend(Protocol):
 
     def encode(self, frame: pd.DataFrame) -> Any: ...
 
-    def interrupt(self, conn: AsyncConnection) -> None: ...
-
 
 def backend_for(url: URL) -> Backend:
     """The backend for ``url``'s dialect (``config.database_url`` has already vetted it)."""

@@ -25,6 +25,7 @@ import asyncio
 import datetime as dt
 import io
 import queue
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -158,9 +159,6 @@ class PostgresBackend:
         else:
             await driver.copy_records_to_table(table, records=_records(frame), columns=columns,
                                                schema_name=schema)
-
-    def interrupt(self, conn: AsyncConnection) -> None:
-        """Nothing to do: asyncpg sends the server a cancel request when a query is cancelled."""
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -443,8 +441,6 @@ def read_csv(stream: CsvStream, columns: Sequence[PgColumn]) -> pa.Table:
 
 def _arrow_message(message: str, columns: Sequence[PgColumn]) -> str:
     """pyarrow's "In CSV column #3: ... invalid value 'infinity'" in the user's terms."""
-    import re
-
     found = re.search(r"column #(\d+).*?invalid value '([^']*)'", message)
     if not found:
         return message

@@ -80,9 +80,6 @@ class SQLiteBackend:
         await conn.run_sync(lambda sync: frame.to_sql(table, sync, schema=schema, if_exists="append",
                                                       index=False))
 
-    def interrupt(self, conn: AsyncConnection) -> None:
-        """Handled inside :meth:`read`."""
-
 
 def _make_transactional(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
