@@ -1,5 +1,8 @@
+from decimal import Decimal
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import oriza_toolkit as oz
@@ -68,3 +71,36 @@ def test_objects_that_csv_cannot_carry_go_in_as_records(pg: oz.Database) -> None
         assert pg.query("select b from blobs order by b nulls last").b[0] == b"\x00\xff"
     finally:
         pg.execute("drop table blobs")
+
+
+def test_writes_keep_integer_zone_and_decimal_types(pg: oz.Database) -> None:
+    frame = pd.DataFrame({
+        "n": pd.array([1, None], dtype="Int64"),
+        "at": pd.to_datetime(["2024-03-01 10:00", "2024-07-01 10:00"]).tz_localize("Europe/Paris"),
+        "d": pd.Series([Decimal("1.50"), Decimal("-2.25")], dtype=pd.ArrowDtype(pa.decimal128(6, 2))),
+    })
+    try:
+        pg.write(frame, "oz_typed_write", if_exists="replace")
+        kinds = pg.query("select column_name, data_type from information_schema.columns "
+                         "where table_name = 'oz_typed_write' order by ordinal_position")
+        assert kinds.data_type.tolist() == ["bigint", "timestamp with time zone", "numeric"]
+        back = pg.query("select * from oz_typed_write order by at")
+        assert str(back.n.dtype) == "Int64" and pd.isna(back.n[1])
+        assert back["at"].tolist() == frame["at"].dt.tz_convert("UTC").tolist()
+        assert [str(v) for v in back.d] == ["1.50", "-2.25"]
+    finally:
+        pg.execute("drop table if exists oz_typed_write")
+
+
+def test_a_big_write_outlasts_idle_in_transaction_timeout(pg_url: str) -> None:
+    """The rows are encoded before the transaction opens, so it is never idle for long."""
+    settings = {"server_settings": {"idle_in_transaction_session_timeout": "100"}}
+    text = pd.Series([f"row {i} of a big frame" for i in range(1_000_000)], dtype="str")
+    frame = pd.DataFrame({"i": range(1_000_000), "a": text, "b": text, "c": text, "d": text,
+                          "at": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(range(1_000_000), "s")})
+    with oz.connect(pg_url, connect_args=settings) as db:
+        try:
+            assert db.write(frame, "oz_big_write", if_exists="replace") == 1_000_000
+            assert db.query("select count(*) as n from oz_big_write").n[0] == 1_000_000
+        finally:
+            db.execute("drop table if exists oz_big_write")

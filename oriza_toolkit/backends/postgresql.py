@@ -394,7 +394,7 @@ class CsvStream(io.RawIOBase):
     async def feed(self, data: bytes) -> None:
         """COPY's sink: queue one chunk."""
         self.received += len(data)
-        self._chunks.put(bytes(data))
+        self._chunks.put(data)
 
     def end(self) -> None:
         """No more data (also on failure or cancellation, so the reader thread stops)."""
