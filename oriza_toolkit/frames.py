@@ -44,95 +44,69 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-__all__ = ["Column", "frame_from_rows", "frame_from_table"]
+__all__ = ["DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows"]
 
-_INTEGERS: dict[str, pd.api.extensions.ExtensionDtype] = {
-    "int2": pd.Int16Dtype(),
-    "int4": pd.Int32Dtype(),
-    "int8": pd.Int64Dtype(),
-    "oid": pd.Int64Dtype(),
+# Field metadata a backend sets on columns arrow cannot type: their values are text to parse.
+KIND = b"oriza.kind"
+JSON = b"json"
+DECIMAL_TEXT = b"decimal"
+
+_NULLABLE = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
 }
-_JSON_VALUES = {"json", "jsonb", "record", "array", "composite"}
 
 
-class Column(Protocol):
-    """A result column as a backend describes it."""
+def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
+    """A DataFrame with the documented dtypes from a backend's arrow table.
 
-    @property
-    def name(self) -> str: ...
+    Example::
 
-    @property
-    def type_name(self) -> str: ...
-
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def enum_labels(self) -> tuple[str, ...] | None: ...
-
-
-def frame_from_table(table: pa.Table, columns: Sequence[Column]) -> pd.DataFrame:
-    """A DataFrame with the documented dtypes from a backend's arrow table (one column per ``columns``)."""
+        >>> frame_from_arrow(pa.table({"n": pa.array([1, None], pa.int32())})).n.dtype
+        Int32Dtype()
+    """
     frame = pd.DataFrame(
-        {i: _to_series(table.column(i), col) for i, col in enumerate(columns)},
+        {i: _to_series(table.column(i), table.schema.field(i)) for i in range(table.num_columns)},
         copy=False,
     )
-    frame.columns = pd.Index([col.name for col in columns], dtype=object)
+    frame.columns = pd.Index(table.column_names, dtype=object)
     return frame
 
 
-def _to_series(array: pa.ChunkedArray, col: Column) -> pd.Series:
-    return cast(pd.Series, _convert(array, col))  # pyarrow is untyped
+def _to_series(array: pa.ChunkedArray, field: pa.Field) -> pd.Series:
+    return cast(pd.Series, _convert(array, field))  # pyarrow is untyped
 
 
-def _convert(array: pa.ChunkedArray, col: Column) -> Any:
-    if col.kind in _JSON_VALUES or col.type_name in _JSON_VALUES:
+def _convert(array: pa.ChunkedArray, field: pa.Field) -> Any:
+    kind = (field.metadata or {}).get(KIND)
+    if kind == JSON:
         return _map_values(array, json.loads)
-    if col.type_name in _INTEGERS:
-        return array.to_pandas(types_mapper={array.type: _INTEGERS[col.type_name]}.get)
-    if col.type_name == "bool":
-        return array.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
-    if col.type_name == "numeric":
-        return _decimal_series(array)
-    if col.type_name == "date":
+    if kind == DECIMAL_TEXT:
+        return _map_values(array, Decimal)
+    if array.type in _NULLABLE:
+        return array.to_pandas(types_mapper=_NULLABLE.get)
+    if pa.types.is_decimal(array.type):
+        return array.to_pandas(types_mapper=pd.ArrowDtype)
+    if pa.types.is_date(array.type):
         return array.to_pandas(date_as_object=False).astype("datetime64[s]")
-    if col.type_name == "interval":
-        micros = array.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-        return pd.to_timedelta(micros, unit="us").astype("timedelta64[us]")
-    if col.type_name == "bytea":
-        return _map_values(array, lambda text: bytes.fromhex(text[2:]))
-    if col.enum_labels is not None:
-        categories = pd.CategoricalDtype(list(col.enum_labels), ordered=True)
-        return array.to_pandas().astype(categories)
+    if pa.types.is_duration(array.type):
+        return array.to_pandas().astype("timedelta64[us]")
+    if pa.types.is_binary(array.type):
+        return pd.Series(array.to_pylist(), dtype=object)
     return array.to_pandas()
 
 
 def _map_values(array: pa.ChunkedArray, convert: Callable[[str], Any]) -> pd.Series:
     values = [None if text is None else convert(text) for text in array.to_pylist()]
     return pd.Series(values, dtype=object)
-
-
-def _decimal_series(array: pa.ChunkedArray) -> pd.Series:
-    """Exact decimals: a pyarrow decimal wide enough for every value, else Decimal objects."""
-    text = pc.utf8_ltrim(array, "-")
-    special = pc.any(pc.match_substring_regex(text, "^[A-Za-z]")).as_py()
-    if not special:
-        dot = pc.find_substring(text, ".")
-        length = pc.utf8_length(text)
-        has_dot = pc.greater_equal(dot, 0)
-        scale = pc.max(pc.if_else(has_dot, pc.subtract(pc.subtract(length, dot), 1), 0)).as_py() or 0
-        digits = pc.max(pc.if_else(has_dot, dot, length)).as_py() or 1
-        precision = max(digits + scale, 1)
-        if precision <= 76:
-            decimal_type = (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)
-            return cast(pd.Series, pc.cast(array, decimal_type).to_pandas(types_mapper=pd.ArrowDtype))
-    return _map_values(array, Decimal)
 
 
 def frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.DataFrame:

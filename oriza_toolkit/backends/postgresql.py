@@ -34,6 +34,7 @@ from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Dialect
@@ -44,7 +45,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from .. import _sql
 from ..config import asyncpg_connect_args
 from ..errors import QueryError
-from ..frames import frame_from_rows, frame_from_table
+from ..frames import DECIMAL_TEXT, JSON, KIND, frame_from_arrow, frame_from_rows
 
 __all__ = ["PgColumn", "PostgresBackend", "copy_source", "read_csv"]
 
@@ -235,7 +236,7 @@ async def _read(driver: Any, statement: _Statement, args: list[Any], names: dict
             return frame_from_rows([tuple(r) for r in records], [a.name for a in attributes])
         columns = await _describe(driver, attributes)
         source, prefix = copy_source(sql, columns, dml=parsed.keyword in _DML)
-        return frame_from_table(await _copy_to_arrow(driver, source, columns), columns)
+        return frame_from_arrow(typed_table(await _copy_to_arrow(driver, source, columns), columns))
     except pa.ArrowInvalid as error:
         raise QueryError("query", parsed.sql, _arrow_message(str(error), columns)) from None
     except Exception as error:
@@ -437,6 +438,58 @@ def read_csv(stream: CsvStream, columns: Sequence[PgColumn]) -> pa.Table:
         if stream.received:
             raise
         return pa.table({key: pa.array([], type=t) for key, t in types.items()})
+
+
+# Sent as to_json(...) text (see _SERVER_EXPRESSIONS), or json already.
+_JSON_VALUES = {"json", "jsonb", "record", "array", "composite"}
+
+
+def typed_table(table: pa.Table, columns: Sequence[PgColumn]) -> pa.Table:
+    """The parsed CSV columns turned into their final arrow types, named as the server named them.
+
+    Intervals become durations, enums ordered dictionaries of their labels, bytea binary,
+    numeric the narrowest decimal that holds every value exactly (asyncpg does not report a
+    column's typmod); json, arrays and records stay text marked for parsing.
+    """
+    arrays = []
+    fields = []
+    for i, col in enumerate(columns):
+        array = table.column(i)
+        metadata = None
+        if col.kind in _JSON_VALUES or col.type_name in _JSON_VALUES:
+            metadata = {KIND: JSON}
+        elif col.type_name == "interval":
+            array = array.cast(pa.duration("us"))
+        elif col.type_name == "numeric":
+            array, exact = _decimal_array(array)
+            metadata = None if exact else {KIND: DECIMAL_TEXT}
+        elif col.type_name == "bytea":
+            array = pa.chunked_array([pa.array([None if v is None else bytes.fromhex(v[2:]) for v in array.to_pylist()],
+                                               pa.binary())])
+        elif col.enum_labels is not None:
+            labels = pa.array(col.enum_labels, pa.string())
+            indices = pc.index_in(array, value_set=labels).cast(pa.int32())
+            array = pa.chunked_array([pa.DictionaryArray.from_arrays(chunk, labels, ordered=True)
+                                      for chunk in indices.chunks], pa.dictionary(pa.int32(), pa.string(), True))
+        arrays.append(array)
+        fields.append(pa.field(col.name, array.type, metadata=metadata))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _decimal_array(array: pa.ChunkedArray) -> tuple[pa.ChunkedArray, bool]:
+    """Exact decimals: a decimal type wide enough for every value, else the text (NaN, > 76 digits)."""
+    text = pc.utf8_ltrim(array, "-")
+    if pc.any(pc.match_substring_regex(text, "^[A-Za-z]")).as_py():
+        return array, False
+    dot = pc.find_substring(text, ".")
+    length = pc.utf8_length(text)
+    has_dot = pc.greater_equal(dot, 0)
+    scale = pc.max(pc.if_else(has_dot, pc.subtract(pc.subtract(length, dot), 1), 0)).as_py() or 0
+    digits = pc.max(pc.if_else(has_dot, dot, length)).as_py() or 1
+    precision = max(digits + scale, 1)
+    if precision > 76:
+        return array, False
+    return pc.cast(array, (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)), True
 
 
 def _arrow_message(message: str, columns: Sequence[PgColumn]) -> str:
