@@ -1,37 +1,53 @@
-"""Alembic environment for oriza_toolkit: async engine, models' metadata, shared connections."""
+"""Alembic environment (async), as oriza_toolkit scaffolds it.
+
+The URL: ``DATABASE_URL`` from the environment, else a ``.env`` file, else the toolkit's
+embedded SQLite default (``oriza_toolkit.config.database_url``). The models: the
+``target_metadata`` option of alembic.ini (``package.module:Base.metadata``).
+
+Online, a connection handed in through ``config.attributes["connection"]`` is used as it
+is: a ``Connection`` (oriza_toolkit's ``%alembic`` and ``migrations`` functions), an
+``Engine`` or an ``AsyncEngine`` (pytest-alembic's recipe). Otherwise this file makes its
+own async engine and runs it with ``asyncio.run`` (in a fresh thread if a loop is
+already running, as in a notebook). Offline (``--sql``), the SQL is rendered instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
+import importlib
 from collections.abc import Coroutine
 from logging.config import fileConfig
 from typing import Any
 
-from sqlalchemy import pool
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from alembic import context
 from oriza_toolkit.config import database_url
-from oriza_toolkit.migrations import include_object
-from oriza_toolkit.models import Base
+from oriza_toolkit.migrations import async_engine, include_object
 
 config = context.config
 
-# Called from a notebook, oriza_toolkit.migrations sets configure_logger False so the
-# notebook's logging set-up is left alone.
+# Called from a notebook, oriza_toolkit sets configure_logger False so the notebook's
+# logging set-up is left alone.
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = Base.metadata
+
+def _load_metadata(spec: str | None) -> MetaData | None:
+    """``package.module:Base.metadata`` -> that MetaData (None when not configured)."""
+    if not spec:
+        return None
+    module, _, attribute = spec.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in attribute.split(".") if attribute else []:
+        found = getattr(found, part)
+    return found  # type: ignore[no-any-return]
 
 
-def _url() -> str:
-    """DATABASE_URL if set, else the toolkit's configuration (.env, else embedded SQLite)."""
-    url = database_url(os.environ.get("DATABASE_URL") or None)
-    return url.render_as_string(hide_password=False)
+target_metadata = _load_metadata(config.get_main_option("target_metadata"))
 
 
 def _configure(**options: Any) -> None:
@@ -40,7 +56,7 @@ def _configure(**options: Any) -> None:
         compare_type=True,
         compare_server_default=True,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
-        include_object=include_object,
+        include_object=include_object,  # never propose dropping tables the models do not know
         **options,
     )
 
@@ -48,7 +64,7 @@ def _configure(**options: Any) -> None:
 def run_migrations_offline() -> None:
     """``--sql``: render the migrations as SQL, with no database connection."""
     dialect = config.attributes.get("dialect_name")  # set by oriza_toolkit.migrations
-    target = {"dialect_name": dialect} if dialect else {"url": _url()}
+    target = {"dialect_name": dialect} if dialect else {"url": database_url().render_as_string(hide_password=False)}
     _configure(**target, literal_binds=True, dialect_opts={"paramstyle": "named"})
     with context.begin_transaction():
         context.run_migrations()
@@ -60,13 +76,15 @@ def do_run_migrations(connection: Connection) -> None:
         context.run_migrations()
 
 
-async def run_async_migrations() -> None:
-    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+async def run_async_migrations(engine: AsyncEngine | None = None) -> None:
+    own = engine is None
+    engine = engine or async_engine()
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)
     finally:
-        await engine.dispose()
+        if own:
+            await engine.dispose()
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
@@ -81,11 +99,14 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is None:
-        _run(run_async_migrations())
-    else:  # handed in by oriza_toolkit.migrations (Alembic's connection-sharing recipe)
-        do_run_migrations(connection)
+    connectable = config.attributes.get("connection")
+    if isinstance(connectable, Connection):
+        do_run_migrations(connectable)
+    elif isinstance(connectable, Engine):
+        with connectable.begin() as connection:
+            do_run_migrations(connection)
+    else:
+        _run(run_async_migrations(connectable if isinstance(connectable, AsyncEngine) else None))
 
 
 if context.is_offline_mode():

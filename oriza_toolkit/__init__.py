@@ -21,6 +21,7 @@ from .errors import (
     OrizaError,
     QueryError,
     QueryTimeoutError,
+    SchemaDiffError,
     WriteError,
 )
 from .progress import settings
@@ -48,6 +49,7 @@ __all__ = [
     "OrizaWarning",
     "QueryError",
     "QueryTimeoutError",
+    "SchemaDiffError",
     "WriteError",
     "__version__",
     "connect",

@@ -10,6 +10,7 @@ The tree::
     ├── BatchError           one or more queries of a query_many batch failed
     ├── WriteError           a DataFrame could not be written; nothing was written
     └── MigrationError       an Alembic command failed
+        └── SchemaDiffError      ... because the models differ from the database (.diffs)
 
 Messages are one line, name the query, table or command at fault, and never hold a
 password.
@@ -31,6 +32,7 @@ __all__ = [
     "OrizaError",
     "QueryError",
     "QueryTimeoutError",
+    "SchemaDiffError",
     "WriteError",
 ]
 
@@ -132,12 +134,20 @@ class WriteError(OrizaError):
 class MigrationError(OrizaError):
     """An Alembic command failed; ``command`` is the command line, ``output`` what it printed."""
 
-    def __init__(self, command: str, detail: str, *, output: str = "", data: Any = None) -> None:
+    def __init__(self, command: str, detail: str, *, output: str = "") -> None:
         self.command = command
         self.detail = detail
         self.output = output
-        self.data = data
         super().__init__(f"alembic {command} failed: {detail}")
+
+
+class SchemaDiffError(MigrationError):
+    """``check`` found the models differ from the database; ``diffs`` are autogenerate's
+    differences (as ``alembic.autogenerate.compare_metadata`` returns them)."""
+
+    def __init__(self, command: str, detail: str, *, output: str = "", diffs: list[Any]) -> None:
+        self.diffs = diffs
+        super().__init__(command, detail, output=output)
 
 
 def _excerpt(sql: str, position: int, width: int = 24) -> str:

@@ -22,12 +22,15 @@ from IPython.display import display
 from traitlets import Bool, Int, observe
 
 from . import migrations
+from .config import project_root
 from .database import Database, connect
 from .errors import MigrationError, OrizaError
 from .progress import settings
 from .queries import parameter_names
 
 __all__ = ["OrizaMagics", "load_ipython_extension"]
+
+_UPGRADE_HINT = "%alembic upgrade head"
 
 _OPTION = re.compile(r"\s*(?:(?:-o|--out)\s+(?P<out>[A-Za-z_]\w*)|--timeout\s+(?P<timeout>\d+(?:\.\d+)?)"
                      r"|--rows\s+(?P<rows>\d+))(?=\s|$)")
@@ -202,7 +205,7 @@ class OrizaMagics(Magics):
         """
         try:
             if not line.strip():
-                print(migrations.schema_status(self.db))
+                print(migrations.schema_status(self.db).summary(_UPGRADE_HINT))
                 return
             result = migrations.run(line, self.db)
         except OrizaError as error:
@@ -210,7 +213,12 @@ class OrizaMagics(Magics):
         print(result.output, end="")
 
     def announce_schema(self) -> None:
-        """One line when the database is behind head; upgrade instead if ``auto_upgrade``."""
+        """One line when the database is behind head; upgrade instead if ``auto_upgrade``.
+
+        Says nothing outside a project (no ``alembic.ini`` here or above).
+        """
+        if not (project_root() / "alembic.ini").is_file():
+            return
         try:
             status = migrations.schema_status(self.db)
             if status.pending and self.auto_upgrade:
@@ -236,7 +244,7 @@ class OrizaMagics(Magics):
                 print(f"dialect:    {db.dialect} ({db.engine.dialect.driver})")
                 print(f"pool:       {db.pool_status()}")
                 try:
-                    schema = str(migrations.schema_status(db))
+                    schema = migrations.schema_status(db).summary(_UPGRADE_HINT)
                 except MigrationError as error:
                     schema = f"unknown ({error.detail})"
                 print(f"schema:     {schema}")

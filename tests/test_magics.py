@@ -21,7 +21,7 @@ def test_alembic_magic_in_a_kernel(db: oz.Database, db_url: str, tmp_path: Path)
         "%alembic current",
         "%alembic frobnicate",
         "%alembic heads",
-        "import sqlalchemy as sa\nfrom oriza_toolkit.models import Flight\n"
+        "import sqlalchemy as sa\nfrom oriza_toolkit.examples.nycflights13.models import Flight\n"
         "Flight.__table__.append_column(sa.Column('seat', sa.String(4)))",
         '%alembic revision --autogenerate -m "seat {not_a_var} $HOME"',
         "%alembic upgrade head",
@@ -41,4 +41,4 @@ def test_alembic_magic_in_a_kernel(db: oz.Database, db_url: str, tmp_path: Path)
     (revision,) = (tmp_path / "alembic" / "versions").glob("*seat*.py")
     assert "seat {not_a_var} $HOME" in revision.read_text()  # IPython expanded nothing
     assert "Running upgrade" in out[7] and "Running downgrade" in out[8]
-    assert "1 pending: run %alembic upgrade head" in out[9]
+    assert "1 pending: %alembic upgrade head applies them" in out[9]

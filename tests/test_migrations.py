@@ -72,7 +72,7 @@ def test_each_revision_up_down_up(mdb: oz.Database) -> None:
 def test_status_reports_pending(mdb: oz.Database) -> None:
     status = migrations.schema_status(mdb)
     assert status.current == [] and len(status.pending) >= 1
-    assert "run %alembic upgrade head" in str(status)
+    assert 'pending: upgrade("head") applies them' in str(status)
 
 
 def test_bad_commands_are_one_line_errors(mdb: oz.Database) -> None:
@@ -81,7 +81,7 @@ def test_bad_commands_are_one_line_errors(mdb: oz.Database) -> None:
     with pytest.raises(oz.MigrationError, match="invalid choice: 'frobnicate'") as caught:
         migrations.run("frobnicate", mdb)
     assert "\n" not in str(caught.value)
-    assert "usage: %alembic" in migrations.run("--help").output
+    assert "usage: alembic" in migrations.run("--help").output
 
 
 def test_offline_sql_renders_for_the_database_dialect(mdb: oz.Database) -> None:
@@ -110,7 +110,7 @@ def test_autogenerate_after_a_model_change(mdb: oz.Database, db_url: str, scratc
     done = _python("""
         import sqlalchemy as sa
         from oriza_toolkit import migrations
-        from oriza_toolkit.models import Flight
+        from oriza_toolkit.examples.nycflights13.models import Flight
         Flight.__table__.append_column(sa.Column("seat", sa.String(4)))
         print(migrations.run('revision --autogenerate -m "add seat"').output)
     """, scratch, db_url)
@@ -172,7 +172,7 @@ def test_check_names_the_differences(mdb: oz.Database) -> None:
     try:
         with pytest.raises(oz.MigrationError, match="models differ from the database: add_index") as caught:
             migrations.check(mdb)
-        assert caught.value.data and "\n" not in str(caught.value)
+        assert caught.value.diffs and "\n" not in str(caught.value)
         assert migrations.schema_status(mdb).diffs
     finally:
         mdb.execute("create index ix_flights_dest on flights (dest)")  # so downgrade can drop it
