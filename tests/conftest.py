@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 import oriza_toolkit as oz
 
@@ -72,6 +73,24 @@ def servers(cluster: Cluster | None, pg_url: str) -> Iterator[dict[str, str]]:
         if bouncer:
             bouncer.stop()
         standby.stop()
+
+
+@pytest.fixture(scope="session")
+def scratch_database(pg_url: str) -> Iterator[Callable[[], str]]:
+    """Make an empty PostgreSQL database of the test's own (dropped after the run); returns its URL."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"oz_scratch_{uuid.uuid4().hex[:12]}"
+        with oz.connect(pg_url, isolation_level="AUTOCOMMIT") as db:
+            db.execute(f"create database {name}")
+        made.append(name)
+        return make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    with oz.connect(pg_url, isolation_level="AUTOCOMMIT") as db:
+        for name in made:
+            db.execute(f"drop database if exists {name} with (force)")
 
 
 @pytest.fixture

