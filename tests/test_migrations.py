@@ -1,3 +1,4 @@
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -179,3 +180,39 @@ def test_an_explicit_config_from_another_folder(mdb: oz.Database, scratch: Path,
         migrations.current(mdb)
     assert migrations.upgrade("head", mdb, config=scratch / "alembic.ini").current == \
         migrations.heads(mdb, config=str(scratch / "alembic.ini")).heads
+
+
+def test_a_held_migration_lock_times_out_naming_the_holder(pg: oz.Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(migrations, "LOCK_WAIT_SECONDS", 0.5)
+    migrations.downgrade("base", pg)
+    with oz.connect(pg.url) as holder:
+        async def hold() -> None:
+            async with holder.engine.connect() as conn:
+                await conn.exec_driver_sql(f"select pg_advisory_lock({migrations.LOCK_KEY})")
+                try:
+                    with pytest.raises(oz.MigrationError, match=r"^alembic upgrade head failed: another session "
+                                       r"has been migrating this database for over 0\.5 s \(pid \d+, user "):
+                        await asyncio.to_thread(migrations.upgrade, "head", pg)
+                finally:
+                    await conn.exec_driver_sql(f"select pg_advisory_unlock({migrations.LOCK_KEY})")
+
+        holder._run(hold())
+    assert migrations.current(pg).current == []  # nothing ran
+    assert migrations.upgrade("head", pg).current  # and the next try goes through
+    migrations.downgrade("base", pg)
+
+
+def test_env_py_takes_a_sync_engine(sqlite_url: str, tmp_path: Path) -> None:
+    """pytest-alembic's recipe with a plain Engine: env.py migrates through it."""
+    from sqlalchemy import create_engine, inspect
+
+    from alembic import command
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'sync.db'}")
+    config = migrations.alembic_config(ROOT / "alembic.ini")
+    config.attributes["connection"] = engine
+    try:
+        command.upgrade(config, "head")
+        assert set(inspect(engine).get_table_names()) >= MODEL_TABLES
+    finally:
+        engine.dispose()
