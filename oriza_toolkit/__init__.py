@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import connections
 from .config import OrizaWarning, database_url, mask_url
 from .database import Database, connect
 from .errors import (
@@ -24,7 +25,7 @@ from .errors import (
     SchemaDiffError,
     WriteError,
 )
-from .progress import settings
+from .settings import settings
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -37,6 +38,13 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     from .magics import load_ipython_extension as load
 
     load(ipython)
+
+
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
+    """``%unload_ext oriza_toolkit``: remove the magics (another extension's ``%sql`` stays)."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
 
 
 __all__ = [
@@ -53,8 +61,10 @@ __all__ = [
     "WriteError",
     "__version__",
     "connect",
+    "connections",
     "database_url",
     "load_ipython_extension",
     "mask_url",
     "settings",
+    "unload_ipython_extension",
 ]

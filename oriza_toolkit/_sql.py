@@ -11,10 +11,10 @@ comment (``--``, nested ``/* */``) is ever taken for a parameter or a statement 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["ParsedSQL", "parameter_names", "parse", "quote_literal", "quote_type"]
+__all__ = ["ParsedSQL", "parameter_names", "parse", "quote_literal", "quote_type", "split_statements"]
 
 _IDENT_START = re.compile(r"[A-Za-z_\u0080-\uffff]")
 _IDENT = re.compile(r"[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*")
@@ -78,6 +78,64 @@ class ParsedSQL:
         return sql, names, original
 
 
+def _tokens(sql: str, style: str = "named") -> Iterator[tuple[str, int, int]]:
+    """``(kind, start, end)`` for each token PostgreSQL's lexer would see, white space and
+    comments included: kinds are ``space``, ``comment``, ``string``, ``quoted``, ``dollar``,
+    ``param``, ``word``, ``;`` and ``other``."""
+    i = 0
+    n = len(sql)
+    while i < n:
+        c = sql[i]
+        start = i
+        if c in " \t\r\n\f":
+            while i < n and sql[i] in " \t\r\n\f":
+                i += 1
+            yield "space", start, i
+        elif c == "-" and sql.startswith("--", i):
+            newline = sql.find("\n", i)
+            i = n if newline < 0 else newline + 1
+            yield "comment", start, i
+        elif c == "/" and sql.startswith("/*", i):
+            i = _skip_block_comment(sql, i)
+            yield "comment", start, i
+        elif c == ";":
+            i += 1
+            yield ";", start, i
+        elif c == "'":
+            i = _skip_quoted(sql, i, "'", backslashes=_is_escape_string(sql, i))
+            yield "string", start, i
+        elif c == '"':
+            i = _skip_quoted(sql, i, '"', backslashes=False)
+            yield "quoted", start, i
+        elif c == "$" and (tag := _DOLLAR_TAG.match(sql, i)) and not _WORD_BEFORE.match(sql[i - 1 : i] or " "):
+            close = sql.find(tag.group(), tag.end())
+            if close < 0:
+                raise ValueError(f"unterminated dollar-quoted string starting at character {i + 1}")
+            i = close + len(tag.group())
+            yield "dollar", start, i
+        elif style == "numeric" and c == "$" and (number := _POSITIONAL.match(sql, i)):
+            i = number.end()
+            yield "param", start, i
+        elif (
+            style == "named"
+            and c == ":"
+            and not sql.startswith("::", i)
+            and sql[i - 1 : i] != ":"
+            and not _WORD_BEFORE.match(sql[i - 1 : i] or " ")
+            and _IDENT_START.match(sql, i + 1)
+        ):
+            name = _IDENT.match(sql, i + 1)
+            assert name is not None
+            i = name.end()
+            yield "param", start, i
+        elif ident := _IDENT.match(sql, i):
+            i = ident.end()
+            yield "word", start, i
+        else:
+            i += 1
+            yield "other", start, i
+
+
 def parse(sql: str, *, style: str = "named") -> ParsedSQL:
     """Split one statement at its parameters: ``:name`` (``style="named"``) or ``$n``
     (``style="numeric"``, for SQL compiled by SQLAlchemy).
@@ -97,74 +155,55 @@ def parse(sql: str, *, style: str = "named") -> ParsedSQL:
     long_identifier: str | None = None
     piece_start = 0
     semicolon: int | None = None
-    i = 0
-    n = len(sql)
-    while i < n:
-        c = sql[i]
-        if c in " \t\r\n\f":
-            i += 1
-            continue
-        if c == "-" and sql.startswith("--", i):
-            newline = sql.find("\n", i)
-            i = n if newline < 0 else newline + 1
-            continue
-        if c == "/" and sql.startswith("/*", i):
-            i = _skip_block_comment(sql, i)
+    for kind, start, end in _tokens(sql, style):
+        if kind in ("space", "comment"):
             continue
         if semicolon is not None:
             raise ValueError("the SQL holds more than one statement; run one statement at a time")
-        if c == ";":
-            semicolon = i
-            i += 1
-            continue
-        if c == "'":
-            i = _skip_quoted(sql, i, "'", backslashes=_is_escape_string(sql, i))
-        elif c == '"':
-            start = i
-            i = _skip_quoted(sql, i, '"', backslashes=False)
-            name = sql[start + 1 : i - 1].replace('""', '"')
-            if len(name.encode()) > MAX_IDENTIFIER_BYTES and long_identifier is None:
-                long_identifier = name
-        elif c == "$" and (tag := _DOLLAR_TAG.match(sql, i)) and not _WORD_BEFORE.match(sql[i - 1 : i] or " "):
-            close = sql.find(tag.group(), tag.end())
-            if close < 0:
-                raise ValueError(f"unterminated dollar-quoted string starting at character {i + 1}")
-            i = close + len(tag.group())
-        elif style == "numeric" and c == "$" and (number := _POSITIONAL.match(sql, i)):
-            pieces.append(sql[piece_start:i])
-            params.append(number.group(1))
-            i = piece_start = number.end()
-            starts.append(piece_start)
-        elif (
-            style == "named"
-            and c == ":"
-            and not sql.startswith("::", i)
-            and sql[i - 1 : i] != ":"
-            and not _WORD_BEFORE.match(sql[i - 1 : i] or " ")
-            and _IDENT_START.match(sql, i + 1)
-        ):
-            name_match = _IDENT.match(sql, i + 1)
-            assert name_match is not None
-            pieces.append(sql[piece_start:i])
-            params.append(name_match.group())
-            i = piece_start = name_match.end()
-            starts.append(piece_start)
-        elif ident := _IDENT.match(sql, i):
-            word = ident.group()
-            if not keyword:
+        if kind == ";":
+            semicolon = start
+        elif kind == "param":
+            pieces.append(sql[piece_start:start])
+            params.append(sql[start + 1 : end])
+            piece_start = end
+            starts.append(end)
+        elif kind in ("word", "quoted"):
+            word = sql[start:end] if kind == "word" else sql[start + 1 : end - 1].replace('""', '"')
+            if not keyword and kind == "word":
                 keyword = word.lower()
             if len(word.encode()) > MAX_IDENTIFIER_BYTES and long_identifier is None:
                 long_identifier = word
-            i = ident.end()
-        else:
-            if not keyword and c == "(":
-                keyword = "("
-            i += 1
+        elif not keyword and sql[start] == "(":
+            keyword = "("
     if not keyword and not params:
         raise ValueError("the SQL is empty")
     text = sql if semicolon is None else sql[:semicolon].rstrip()  # what follows ";" is only comments
     pieces.append(text[piece_start:])
     return ParsedSQL(text, tuple(pieces), tuple(params), tuple(starts), keyword, long_identifier)
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of ``sql``, split at each ``;`` outside literals and comments; empty
+    ones (only white space and comments) are dropped.
+
+    Example::
+
+        >>> split_statements("create temp table t as select ';' as x; select * from t;")
+        ["create temp table t as select ';' as x", ' select * from t']
+    """
+    statements = []
+    start = 0
+    substance = False
+    for kind, begin, end in _tokens(sql):
+        if kind == ";":
+            if substance:
+                statements.append(sql[start:begin])
+            start, substance = end, False
+        elif kind not in ("space", "comment"):
+            substance = True
+    if substance:
+        statements.append(sql[start:])
+    return statements
 
 
 def parameter_names(sql: str) -> list[str]:

@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError
 from .errors import ConfigError
 
 __all__ = ["DEFAULT_DATABASE_FILE", "OrizaWarning", "asyncpg_connect_args", "database_url", "mask_url",
-           "project_root"]
+           "named_url", "project_root"]
 
 DEFAULT_DATABASE_FILE = "oriza.db"
 # How long connecting may take before "the server did not answer" (libpq's connect_timeout).
@@ -93,6 +93,23 @@ def database_url(url: str | URL | None = None) -> URL:
         return parsed.set(drivername="sqlite+aiosqlite")
     raise ConfigError(f"unsupported database {parsed.drivername!r} in the URL; "
                       "oriza_toolkit works with postgresql:// and sqlite:// URLs")
+
+
+def named_url(name: str) -> str:
+    """The URL of the connection called ``name``: ``DATABASE_URL_<NAME>`` from the
+    environment, else from ``.env`` (``"default"`` is ``DATABASE_URL``'s resolution).
+
+    Example::
+
+        >>> os.environ["DATABASE_URL_REPLICA"] = "postgresql://me@replica/analysis"
+        >>> named_url("replica")
+        'postgresql://me@replica/analysis'
+    """
+    key = f"DATABASE_URL_{name.upper()}"
+    found = os.environ.get(key) or _dotenv_value(key)
+    if not found:
+        raise ConfigError(f"no connection named {name!r}: set {key} in the environment or in .env")
+    return found
 
 
 def asyncpg_connect_args(url: URL) -> tuple[URL, dict[str, Any]]:
@@ -199,7 +216,11 @@ def _socket_host(url: URL) -> URL:
 
 
 def _dotenv_url() -> str | None:
+    return _dotenv_value("DATABASE_URL")
+
+
+def _dotenv_value(key: str) -> str | None:
     path = find_dotenv(usecwd=True)
     if not path:
         return None
-    return dotenv_values(path).get("DATABASE_URL")
+    return dotenv_values(path).get(key)

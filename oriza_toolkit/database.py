@@ -19,7 +19,7 @@ from .backends import backend_for
 from .config import database_url, mask_url
 from .errors import BatchError, ConfigError, OrizaError, QueryError
 from .progress import BatchProgress
-from .queries import Params, QuerySpec, Statement, check_batch, check_statement, check_timeout
+from .queries import Params, QuerySpec, Statement, check_batch, check_params, check_statement, check_timeout
 from .writes import IfExists, check_write, write_frame
 
 __all__ = ["Database", "connect"]
@@ -55,6 +55,7 @@ class Database:
             raise ConfigError(f"invalid engine option: {' '.join(str(error).split(', using configuration')[0].split())}"
                               ).with_traceback(None) from None
         self._closed = False
+        self._session = queries.Session(self.engine, self.backend)
         # A Database dropped without close() still gives its connections back.
         self._finalizer = weakref.finalize(self, _dispose, self.engine)
         _open.add(self)
@@ -147,6 +148,14 @@ class Database:
             raise BatchError(failed, done)
         return outcomes
 
+    def _script(self, sql: str, params: Params | None, timeout: float | None
+                ) -> Coroutine[Any, Any, list[pd.DataFrame]]:
+        if not isinstance(sql, str):
+            raise TypeError(f"run_script takes SQL text, not {type(sql).__name__}")
+        check_params(params)
+        check_timeout(timeout)
+        return self._session.run(sql, params, timeout=timeout)
+
     def _execute(self, sql: Statement, params: Params | None) -> Coroutine[Any, Any, int]:
         check_statement(sql, params, name="execute")
         return queries.execute(self.engine, sql, params)
@@ -208,6 +217,30 @@ class Database:
         """
         return await self._arun(*self._query_many(queries_, max_concurrency, timeout, errors, progress))
 
+    async def arun_script(self, sql: str, params: Params | None = None, *, timeout: float | None = None
+                          ) -> list[pd.DataFrame]:
+        """Run statements (``;``-separated) in order on this Database's own session
+        connection, where temp tables, ``SET`` and transactions persist from call to call;
+        return each statement's result (statements without rows: an empty frame with
+        ``attrs["rowcount"]``). The ``%sql`` magic runs here.
+
+        Example::
+
+            await db.arun_script("create temp table t as select 1 as x; select * from t")
+        """
+        return await self._arun(self._script(sql, params, timeout))
+
+    @property
+    def session_reconnected(self) -> bool:
+        """Whether the last :meth:`run_script` had to open a new session connection because
+        the previous one was lost (its temp tables and settings went with it)."""
+        return self._session.reconnected
+
+    @property
+    def session_active(self) -> bool:
+        """Whether :meth:`run_script` holds a connection now."""
+        return self._session.active
+
     async def aexecute(self, sql: Statement, params: Params | None = None) -> int:
         """Run one DDL/DML statement in its own transaction; return the rows it affected.
 
@@ -249,7 +282,7 @@ class Database:
             self._closed = True
             _open.discard(self)
             self._finalizer.detach()
-            await _loop.arun(self.engine.dispose())
+            await _loop.arun(self._dispose())
 
     # -- blocking twins -----------------------------------------------------------------
 
@@ -268,6 +301,11 @@ class Database:
     ) -> dict[str, Any]:
         """Blocking :meth:`aquery_many`. Example: ``db.query_many({"a": "select 1 as a"})``."""
         return self._run(*self._query_many(queries_, max_concurrency, timeout, errors, progress))
+
+    def run_script(self, sql: str, params: Params | None = None, *, timeout: float | None = None
+                   ) -> list[pd.DataFrame]:
+        """Blocking :meth:`arun_script`. Example: ``db.run_script("set search_path = x; select 1")``."""
+        return self._run(self._script(sql, params, timeout))
 
     def execute(self, sql: Statement, params: Params | None = None) -> int:
         """Blocking :meth:`aexecute`. Example: ``db.execute("create table t (x int)")``."""
@@ -299,7 +337,11 @@ class Database:
             self._closed = True
             _open.discard(self)
             self._finalizer.detach()
-            _loop.run(self.engine.dispose())
+            _loop.run(self._dispose())
+
+    async def _dispose(self) -> None:
+        await self._session.close()
+        await self.engine.dispose()
 
     def __enter__(self) -> Database:
         return self
@@ -319,7 +361,9 @@ class Database:
 def connect(url: str | URL | None = None, **engine_options: Any) -> Database:
     """Open a :class:`Database`: ``url``, else ``DATABASE_URL``, else ``.env``, else embedded SQLite.
 
-    ``engine_options`` go to SQLAlchemy's ``create_async_engine`` (``pool_size``, ``echo``...).
+    A name instead of a URL (``connect("replica")``) is the shared connection of that name
+    (``DATABASE_URL_REPLICA``; see :mod:`oriza_toolkit.connections`). ``engine_options`` go to
+    SQLAlchemy's ``create_async_engine`` (``pool_size``, ``echo``...).
 
     Example::
 
@@ -328,6 +372,11 @@ def connect(url: str | URL | None = None, **engine_options: Any) -> Database:
         [1]
     """
     try:
+        if isinstance(url, str) and "://" not in url and url.strip():
+            from . import connections  # it imports this module
+
+            if connections.is_name(url):
+                return connections.get(url, **engine_options)
         return Database(url, **engine_options)
     except (OrizaError, TypeError) as error:
         del url  # a traceback's locals must not show the password

@@ -49,6 +49,8 @@ from typing import Any, cast
 import pandas as pd
 import pyarrow as pa
 
+from .settings import settings
+
 __all__ = ["DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows"]
 
 # Field metadata a backend sets on columns arrow cannot type: their values are text to parse.
@@ -90,10 +92,12 @@ def _convert(array: pa.ChunkedArray, field: pa.Field) -> Any:
     if kind == JSON:
         return _map_values(array, json.loads)
     if kind == DECIMAL_TEXT:
-        return _map_values(array, Decimal)
+        return _map_values(array, float if settings.numeric == "float" else Decimal)
     if array.type in _NULLABLE:
         return array.to_pandas(types_mapper=_NULLABLE.get)
     if pa.types.is_decimal(array.type):
+        if settings.numeric == "float":
+            return array.cast(pa.float64()).to_pandas()
         return array.to_pandas(types_mapper=pd.ArrowDtype)
     if pa.types.is_date(array.type):
         return array.to_pandas(date_as_object=False).astype("datetime64[s]")

@@ -14,17 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BatchProgress", "Settings", "settings"]
+from .settings import settings
 
-
-@dataclass
-class Settings:
-    """Process-wide settings (the ``%config OrizaMagics`` traits set these in notebooks)."""
-
-    progress: bool = True
-
-
-settings = Settings()
+__all__ = ["BatchProgress"]
 
 
 @dataclass
@@ -44,7 +36,7 @@ class BatchProgress:
         self.names = names
         self.unit = unit
         self.units = units
-        self.enabled = (settings.progress if enabled is None else enabled) and len(names) > 1
+        self.enabled = (settings.show_progress() if enabled is None else enabled) and len(names) > 1
         self._events: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
         self._outcomes: dict[str, _Outcome] = {}
         self._bar: Any = None

@@ -8,6 +8,7 @@ Checks that need no server run first, on the caller's thread (:func:`check_state
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -31,6 +32,7 @@ from .progress import BatchProgress
 __all__ = [
     "Params",
     "QuerySpec",
+    "Session",
     "Statement",
     "check_batch",
     "check_params",
@@ -167,7 +169,10 @@ def _is_dead_connection(error: BaseException) -> bool:
     inner = _server_error(error)
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
         return False  # SQLAlchemy saw it already
-    return type(inner).__name__ in _DEAD_CONNECTION or isinstance(inner, (ConnectionError, BrokenPipeError))
+    sqlstate = str(getattr(inner, "sqlstate", "") or "")
+    # 57P01-57P03: the server was shut down or restarted under us; 08...: connection exceptions
+    return (type(inner).__name__ in _DEAD_CONNECTION or isinstance(inner, (ConnectionError, BrokenPipeError))
+            or sqlstate.startswith(("57P0", "08")))
 
 
 def _connection_error(engine: AsyncEngine, error: BaseException) -> DatabaseConnectionError:
@@ -379,3 +384,73 @@ def _as_text(sql: str, params: Params | None) -> Executable:
     rebuilt = escaped[0] + "".join(f":{key}{piece}" for key, piece in zip(parsed.params, escaped[1:], strict=True))
     values = dict(params or {})
     return text(rebuilt).bindparams(*(bindparam(key, values[key]) for key in parsed.names if key in values))
+
+
+class Session:
+    """One connection kept out of the pool, for statements that build on each other: temp
+    tables, ``SET`` and transactions persist from one :meth:`run` to the next (the ``%sql``
+    magic's session). If the connection dies, the next run opens a new one and
+    :attr:`reconnected` says so once.
+    """
+
+    def __init__(self, engine: AsyncEngine, backend: Backend) -> None:
+        self.engine = engine
+        self.backend = backend
+        self._conn: AsyncConnection | None = None
+        self._lost = False
+        self.reconnected = False
+
+    @property
+    def active(self) -> bool:
+        """Whether the session holds a connection now."""
+        return self._conn is not None
+
+    async def run(self, sql: str, params: Params | None = None, *, timeout: float | None = None
+                  ) -> list[pd.DataFrame]:
+        """Run each statement of ``sql`` in order; return each one's result (an empty frame
+        with ``attrs["rowcount"]`` for statements that return no rows)."""
+        statements = _sql.split_statements(sql)
+        if not statements:
+            raise ValueError("the SQL is empty")
+        conn = await self._connection()
+        results = []
+        for number, statement in enumerate(statements, start=1):
+            name = "query" if len(statements) == 1 else f"statement {number}"
+            wanted = {key: value for key, value in (params or {}).items() if key in _sql.parameter_names(statement)}
+            try:
+                async with asyncio.timeout(timeout):
+                    with _raising_query_errors(name, statement, self.engine.dialect):
+                        results.append(await self.backend.read(conn, statement, wanted))
+            except TimeoutError:
+                if timeout is None:
+                    raise
+                raise QueryTimeoutError(name, statement, timeout, dialect=self.backend.name) from None
+            except BaseException as error:
+                if _is_dead_connection(error) or _driver_closed(conn):
+                    await self._drop()
+                raise
+        return results
+
+    async def _connection(self) -> AsyncConnection:
+        self.reconnected = self._lost
+        self._lost = False
+        if self._conn is None:
+            try:
+                self._conn = await self.engine.connect()
+            except (OSError, sa_exc.DBAPIError, sa_exc.InterfaceError, TimeoutError) as error:
+                raise _connection_error(self.engine, error) from None
+        return self._conn
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._lost = True
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+
+    async def close(self) -> None:
+        """Give the connection back (rolling back an open transaction)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()

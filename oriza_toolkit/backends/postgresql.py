@@ -55,8 +55,9 @@ _BLOCK_SIZE = 8 << 20
 # Startup parameters pgbouncer accepts by default (it tracks these per client).
 STARTUP_SETTINGS = {"TimeZone": "UTC", "application_name": "oriza_toolkit"}
 # What the CSV parser relies on, set for each read's own transaction only.
-_BEGIN = ("BEGIN; SET LOCAL DateStyle = 'ISO'; SET LOCAL extra_float_digits = 3; "
-          "SET LOCAL bytea_output = 'hex'")
+_SETTINGS = "SET LOCAL DateStyle = 'ISO'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'"
+_BEGIN = f"BEGIN; {_SETTINGS}"
+_TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"}
 # Statements COPY can run; anything else (EXPLAIN, SHOW, ...) is fetched row by row.
 _COPYABLE = {"select", "with", "values", "table", "(", "insert", "update", "delete", "merge"}
 _DML = {"insert", "update", "delete", "merge"}
@@ -133,6 +134,11 @@ class PostgresBackend:
     async def read(self, conn: AsyncConnection, sql: Any, params: Any) -> pd.DataFrame:
         statement, args, parsed_map = _positional(sql, params, conn.dialect)
         driver = await _driver(conn)
+        if statement.parsed.keyword in _TRANSACTION_CONTROL:  # typed into a session: run as written
+            return affected(await driver.execute(statement.parsed.sql))
+        if driver.is_in_transaction():  # the session's own transaction: it decides how it ends
+            await driver.execute(_SETTINGS)
+            return await _read(driver, statement, args, parsed_map)
         await driver.execute(_BEGIN)
         try:
             frame = await _read(driver, statement, args, parsed_map)
@@ -229,8 +235,7 @@ async def _read(driver: Any, statement: _Statement, args: list[Any], names: dict
     prefix = 0
     try:
         if not attributes:
-            await driver.execute(sql)
-            return pd.DataFrame()
+            return affected(await driver.execute(sql))
         if parsed.keyword not in _COPYABLE:  # EXPLAIN, SHOW, ...: row by row
             records = await driver.fetch(sql)
             return frame_from_rows([tuple(r) for r in records], [a.name for a in attributes])
@@ -245,6 +250,16 @@ async def _read(driver: Any, statement: _Statement, args: list[Any], names: dict
             raise QueryError("query", parsed.sql, _message(error), position=original(max(int(position) - prefix, 1)),
                              sqlstate=error.sqlstate) from None
         raise
+
+
+def affected(status: str) -> pd.DataFrame:
+    """An empty frame for a statement that returns no rows, its command tag in ``attrs``:
+    ``attrs["status"]`` (``"INSERT 0 3"``) and ``attrs["rowcount"]`` (3, or None for DDL)."""
+    frame = pd.DataFrame()
+    words = status.split()
+    counted = words[:1] and words[0] in ("INSERT", "UPDATE", "DELETE", "MERGE", "SELECT", "COPY", "MOVE", "FETCH")
+    frame.attrs.update(status=status, rowcount=int(words[-1]) if counted and words[-1].isdigit() else None)
+    return frame
 
 
 def _casts_from_values(types: Sequence[Any], args: Sequence[Any]) -> dict[int, str]:

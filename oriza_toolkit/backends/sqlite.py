@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from sqlalchemy import event, text
@@ -24,6 +25,8 @@ from ..errors import QueryError
 from ..frames import frame_from_rows
 
 __all__ = ["WRITE_OPTION", "SQLiteBackend"]
+
+T = TypeVar("T")
 
 # Execution option marking a connection that will write (SQLite then begins IMMEDIATE).
 WRITE_OPTION = "oriza_write"
@@ -42,32 +45,36 @@ class SQLiteBackend:
         return engine
 
     async def read(self, conn: AsyncConnection, sql: Any, params: Any) -> pd.DataFrame:
-        if isinstance(sql, str):
-            parsed = _sql.parse(sql)
-            values = dict(params or {})
-            missing = [key for key in parsed.names if key not in values]
-            if missing:
-                raise QueryError("query", sql, f"no value given for the parameter :{missing[0]}")
-            statement, _ = parsed.render(lambda key: "?")
-            running = asyncio.ensure_future(
-                conn.exec_driver_sql(statement, tuple(values[key] for key in parsed.params)))
-        else:
-            running = asyncio.ensure_future(conn.execute(sql, dict(params or {})))
+        """Text SQL goes to sqlite3 itself (autocommit: a session's own BEGIN and COMMIT work
+        as typed); a Core statement through SQLAlchemy, which types its results."""
+        if not isinstance(sql, str):
+            result = await _interruptible(conn, conn.execute(sql, dict(params or {})))
+            if not result.returns_rows:
+                await conn.commit()
+                return _affected(result.rowcount)
+            return frame_from_rows(result.fetchall(), list(result.keys()))
+        parsed = _sql.parse(sql)
+        values = dict(params or {})
+        missing = [key for key in parsed.names if key not in values]
+        if missing:
+            raise QueryError("query", sql, f"no value given for the parameter :{missing[0]}")
+        statement, _ = parsed.render(lambda key: "?")
         driver = (await conn.get_raw_connection()).driver_connection
-        try:
-            # Shielded: a timeout must stop the statement in aiosqlite's thread (interrupt),
-            # then wait for it to end, rather than abandon the connection mid-statement.
-            result = await asyncio.shield(running)
-        except asyncio.CancelledError:
-            if driver is not None:
-                await driver.interrupt()
-            with contextlib.suppress(Exception):
-                await running
-            raise
-        if not result.returns_rows:  # DML: keep it, as PostgreSQL's autocommit does
-            await conn.commit()
-            return pd.DataFrame()
-        return frame_from_rows(result.fetchall(), list(result.keys()))
+        assert driver is not None
+
+        async def run() -> tuple[list[Any], list[str] | None, int]:
+            cursor = await driver.execute(statement, tuple(values[key] for key in parsed.params))
+            try:
+                rows = list(await cursor.fetchall())
+                names = [d[0] for d in cursor.description] if cursor.description else None
+                return rows, names, cursor.rowcount
+            finally:
+                await cursor.close()
+
+        rows, names, rowcount = await _interruptible(conn, run())
+        if names is None:
+            return _affected(rowcount)
+        return frame_from_rows(rows, names)
 
     def encode(self, frame: pd.DataFrame) -> None:
         return None
@@ -79,6 +86,27 @@ class SQLiteBackend:
         await conn.run_sync(_check_fits, frame, table, schema)
         await conn.run_sync(lambda sync: frame.to_sql(table, sync, schema=schema, if_exists="append",
                                                       index=False))
+
+
+async def _interruptible(conn: AsyncConnection, work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``; if cancelled (a timeout, Ctrl-C), interrupt the statement in
+    aiosqlite's thread and wait for it to stop, rather than abandon the connection mid-statement."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    running = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        if driver is not None:
+            await driver.interrupt()
+        with contextlib.suppress(Exception):
+            await running
+        raise
+
+
+def _affected(rowcount: int) -> pd.DataFrame:
+    frame = pd.DataFrame()
+    frame.attrs.update(status=None, rowcount=rowcount if rowcount >= 0 else None)
+    return frame
 
 
 def _make_transactional(engine: AsyncEngine) -> None:

@@ -1,0 +1,55 @@
+"""The toolkit's settings, in one place.
+
+``oriza_toolkit.settings`` is read by the library; in IPython, ``%config OrizaMagics.<name>``
+writes the same object (the magics' traitlets read and write it, nothing is copied).
+
+Example::
+
+    import oriza_toolkit as oz
+    oz.settings.progress = False        # no progress bars or batch summaries
+    oz.settings.numeric = "float"       # unconstrained numerics as float64 instead of decimals
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Settings", "in_kernel", "settings"]
+
+
+@dataclass
+class Settings:
+    """Process-wide settings.
+
+    ``progress``: ``"auto"`` (default: on in a Jupyter kernel, off in scripts), ``True`` or
+    ``False``. ``display_rows``: rows of a ``%sql`` result rendered. ``numeric``:
+    ``"decimal"`` (default: exact, ``decimal128`` or ``Decimal``) or ``"float"`` (``float64``)
+    for PostgreSQL ``numeric`` columns.
+    """
+
+    progress: bool | Literal["auto"] = "auto"
+    display_rows: int = 20
+    numeric: Literal["decimal", "float"] = "decimal"
+
+    def show_progress(self) -> bool:
+        """Whether progress is drawn now (``"auto"``: inside a Jupyter kernel)."""
+        return in_kernel() if self.progress == "auto" else bool(self.progress)
+
+
+def in_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (progress bars there are widgets)."""
+    return "ipykernel" in sys.modules and _ipython_kernel()
+
+
+def _ipython_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+settings = Settings()

@@ -1,0 +1,194 @@
+"""%sql parsing and behaviour in-process, with an InteractiveShell (no kernel: milliseconds each)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+import oriza_toolkit as oz
+from oriza_toolkit import connections
+
+
+@pytest.fixture
+def shell(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    monkeypatch.chdir(tmp_path)  # no alembic.ini here: a notebook outside any project
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    ipython = InteractiveShell.instance()
+    ipython.run_line_magic("load_ext", "oriza_toolkit")
+    try:
+        yield ipython
+    finally:
+        ipython.run_line_magic("unload_ext", "oriza_toolkit")
+        InteractiveShell.clear_instance()
+        for name in list(connections.names()):
+            connections.close(name)
+
+
+def sql(shell: InteractiveShell, line: str, cell: str | None = None) -> object:
+    return shell.run_cell_magic("sql", line, cell) if cell is not None else shell.run_line_magic("sql", line)
+
+
+@pytest.mark.parametrize(("line", "cell", "message"), [
+    ("--timeout abc select 1", None, "argument --timeout: invalid float value: 'abc'"),
+    ("--bogus select 1", None, "unrecognized arguments: --bogus"),
+    ("--row 5 select 1", None, "unrecognized arguments: --row"),
+    ("-o 1bad select 1", None, "-o: '1bad' is not a valid Python variable name"),
+    ("1bad << select 1", None, "NAME <<: '1bad' is not a valid Python variable name"),
+    ("", "-- name: 1abc\nselect 1", "-- name: '1abc' is not a valid Python variable name"),
+    ("", "-- name: bad-name\nselect 1", "-- name: 'bad-name' is not a valid Python variable name"),
+    ("", "-- name: class\nselect 1", "-- name: 'class' is not a valid Python variable name"),
+    ("", "-- name: a\nselect 1\n-- name: a\nselect 2", "query names used twice: a"),
+    ("", None, "no SQL given; e.g. %sql select 1 as x"),
+    ("-c nope select 1", None, "no connection named 'nope': set DATABASE_URL_NOPE in the environment or in .env"),
+    ("--persist t nosuchvar", None, "--persist: name a DataFrame variable after the table, not 'nosuchvar'"),
+    ("-f /no/such/file.sql", None, "-f: cannot read '/no/such/file.sql': No such file or directory"),
+    ("select :nope as x", None, "the SQL uses :nope but no variable 'nope' is defined"),
+])
+def test_bad_lines_are_one_line_usage_errors(shell: InteractiveShell, line: str, cell: str | None,
+                                             message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        sql(shell, line, cell)
+    assert str(caught.value) == message
+    assert sql(shell, "select 1 as ok").ok[0] == 1  # type: ignore[attr-defined]
+
+
+def test_a_query_returns_its_frame_and_options_work(shell: InteractiveShell) -> None:
+    shell.user_ns["n"] = 3
+    result = sql(shell, "--timeout=5 select :n as n, ':n' as lit;")
+    assert isinstance(result, pd.DataFrame) and result.iloc[0].tolist() == [3, ":n"]
+    assert sql(shell, "-o kept --no-display select 2 as v") is None and shell.user_ns["kept"].v[0] == 2
+    sql(shell, "bound << select 4 as v -- a note")
+    assert shell.user_ns["bound"].v[0] == 4
+    (Path.cwd() / "q.sql").write_text("select 5 as v;\n")
+    assert sql(shell, "-f q.sql").v[0] == 5  # type: ignore[attr-defined]
+
+
+def test_a_session_persists_from_cell_to_cell(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    sql(shell, "", "create temp table session_t as select 1 as x;\ninsert into session_t values (2);")
+    assert "1 rows affected" in capsys.readouterr().out  # the last statement's count
+    assert sql(shell, "select count(*) as n from session_t").n[0] == 2  # type: ignore[attr-defined]
+    sql(shell, "", "begin; insert into session_t values (3); rollback;")
+    assert sql(shell, "select count(*) as n from session_t").n[0] == 2  # type: ignore[attr-defined]
+
+
+def test_postgres_everyday_statements(shell: InteractiveShell, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if "postgresql" not in db_url:
+        pytest.skip("PostgreSQL statements")
+    assert "QUERY PLAN" in sql(shell, "explain select 1").columns  # type: ignore[attr-defined]
+    sql(shell, "set timezone = 'Asia/Tokyo'")
+    assert sql(shell, "show timezone").iloc[0, 0] == "Asia/Tokyo"  # type: ignore[attr-defined]
+    sql(shell, "reset timezone")
+    result = sql(shell, "select avg(x) as a from generate_series(1, 3) x where x <> 2 or x = 2")
+    assert result.a[0] == Decimal("2")  # type: ignore[attr-defined]
+    shown = repr(sql(shell, "select 10::numeric / 3 as third"))
+    assert "3.333333" in shown and "3.3333333333333333333" not in shown  # rounded for the eye only
+
+
+def test_batches_bind_each_name_and_say_the_session_is_apart(shell: InteractiveShell,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    sql(shell, "select 1 as warm")
+    sql(shell, "-o both", "-- name: a\nselect 1 as v\n-- name: b\nselect 2 as v\n")
+    assert shell.user_ns["a"].v[0] == 1 and shell.user_ns["b"].v[0] == 2
+    assert set(shell.user_ns["both"]) == {"a", "b"}
+    assert "temp tables and SET of this notebook's %sql session are not visible" in capsys.readouterr().out
+
+
+def test_persist_append_replace(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.user_ns["frame"] = pd.DataFrame({"k": [1, 2]})
+    try:
+        sql(shell, "--persist magic_t frame")
+        sql(shell, "--append magic_t frame")
+        assert sql(shell, "select count(*) as n from magic_t").n[0] == 4  # type: ignore[attr-defined]
+        sql(shell, "--replace magic_t frame")
+        assert sql(shell, "select count(*) as n from magic_t").n[0] == 2  # type: ignore[attr-defined]
+        assert "wrote 2 rows of frame to magic_t" in capsys.readouterr().out
+    finally:
+        sql(shell, "drop table if exists magic_t")
+
+
+def test_named_connections(shell: InteractiveShell, db_url: str, monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL_REPLICA", db_url)
+    assert sql(shell, "-c replica select 7 as v").v[0] == 7  # type: ignore[attr-defined]
+    assert oz.connect("replica") is connections.get("replica")  # one registry for Python and the magic
+    sql(shell, "--connect side postgresql://bob:hunter2@127.0.0.1:1/x")
+    shell.run_line_magic("oriza", "connections")
+    shell.run_line_magic("oriza", "close side")
+    out = capsys.readouterr().out
+    assert "side: postgresql+asyncpg://bob:***@127.0.0.1:1/x" in out and "replica: " in out
+    assert "hunter2" not in out and "closed side" in out
+
+
+def test_load_ext_outside_a_project_is_silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    ipython = InteractiveShell.instance()
+    try:
+        ipython.run_line_magic("load_ext", "oriza_toolkit")
+        assert capsys.readouterr().out == "" and list(tmp_path.iterdir()) == []
+    finally:
+        ipython.run_line_magic("unload_ext", "oriza_toolkit")
+        InteractiveShell.clear_instance()
+
+
+def test_another_extensions_sql_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    ipython = InteractiveShell.instance()
+    try:
+        def theirs(line: str, cell: str | None = None) -> str:
+            return "theirs"
+
+        ipython.register_magic_function(theirs, "line_cell", "sql")  # as JupySQL would have
+        ipython.run_line_magic("load_ext", "oriza_toolkit")
+        assert "the toolkit's is %osql" in capsys.readouterr().out
+        assert ipython.run_line_magic("sql", "select 1") == "theirs"
+        assert ipython.run_line_magic("osql", "select 1 as x").x[0] == 1
+        ipython.run_line_magic("unload_ext", "oriza_toolkit")
+        assert ipython.run_line_magic("sql", "select 1") == "theirs"
+        assert "osql" not in ipython.magics_manager.magics["line"]
+    finally:
+        InteractiveShell.clear_instance()
+        for name in list(connections.names()):
+            connections.close(name)
+
+
+def test_a_lost_session_reconnects_and_says_so(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    ipython = InteractiveShell.instance()
+    try:
+        ipython.run_line_magic("load_ext", "oriza_toolkit")
+        pid = ipython.run_line_magic("sql", "select pg_backend_pid() as pid").pid[0]
+        with oz.connect(pg_url) as admin:
+            admin.query("select pg_terminate_backend(:pid) as t", {"pid": int(pid)})
+        with pytest.raises(UsageError, match="connection to the server was lost"):
+            ipython.run_line_magic("sql", "select 1 as x")
+        assert ipython.run_line_magic("sql", "select 2 as x").x[0] == 2
+        assert "the session's connection was lost, so this ran on a new one" in capsys.readouterr().out
+    finally:
+        ipython.run_line_magic("unload_ext", "oriza_toolkit")
+        InteractiveShell.clear_instance()
+        for name in list(connections.names()):
+            connections.close(name)
+
+
+def test_settings_are_one_object(shell: InteractiveShell, db_url: str) -> None:
+    if "postgresql" not in db_url:
+        pytest.skip("numeric columns are PostgreSQL's")
+    previous = oz.settings.numeric
+    try:
+        shell.run_line_magic("config", "OrizaMagics.numeric = 'float'")
+        assert oz.settings.numeric == "float"
+        assert str(sql(shell, "select 1.5::numeric as v").v.dtype) == "float64"  # type: ignore[attr-defined]
+    finally:
+        oz.settings.numeric = previous
