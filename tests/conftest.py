@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import oriza_toolkit as oz
+from oriza_toolkit import connections
 
 from .pgcluster import Bouncer, Cluster, Standby, have_pgbouncer
 
@@ -123,3 +124,11 @@ def table(db: oz.Database) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:10]}"
     yield name
     db.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@pytest.fixture(autouse=True)
+def _no_named_connections_left() -> Iterator[None]:
+    """Each test starts with no named connection open (they are process-wide)."""
+    yield
+    for name in list(connections.names()):
+        connections.close(name)

@@ -26,8 +26,6 @@ def shell(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     finally:
         ipython.run_line_magic("unload_ext", "oriza_toolkit")
         InteractiveShell.clear_instance()
-        for name in list(connections.names()):
-            connections.close(name)
 
 
 def sql(shell: InteractiveShell, line: str, cell: str | None = None) -> object:
@@ -157,8 +155,6 @@ def test_another_extensions_sql_is_kept(tmp_path: Path, monkeypatch: pytest.Monk
         assert "osql" not in ipython.magics_manager.magics["line"]
     finally:
         InteractiveShell.clear_instance()
-        for name in list(connections.names()):
-            connections.close(name)
 
 
 def test_a_lost_session_reconnects_and_says_so(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -178,8 +174,6 @@ def test_a_lost_session_reconnects_and_says_so(pg_url: str, tmp_path: Path, monk
     finally:
         ipython.run_line_magic("unload_ext", "oriza_toolkit")
         InteractiveShell.clear_instance()
-        for name in list(connections.names()):
-            connections.close(name)
 
 
 def test_settings_are_one_object(shell: InteractiveShell, db_url: str) -> None:
