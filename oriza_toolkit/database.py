@@ -18,7 +18,7 @@ from . import _loop, queries
 from .backends import backend_for
 from .config import database_url, mask_url
 from .errors import BatchError, ConfigError, OrizaError, QueryError
-from .progress import BatchProgress
+from .progress import BatchProgress, ElapsedTimer
 from .queries import Params, QuerySpec, Statement, check_batch, check_params, check_statement, check_timeout
 from .writes import IfExists, check_write, write_frame
 
@@ -84,7 +84,7 @@ class Database:
 
     # -- the async core ---------------------------------------------------------------
 
-    def _run(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | None = None) -> T:
+    def _run(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | ElapsedTimer | None = None) -> T:
         self._check_open(coro)
         try:
             return _loop.run(coro, poll=progress.poll if progress else None)
@@ -94,7 +94,8 @@ class Database:
             if progress:
                 progress.finish()
 
-    async def _arun(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | None = None) -> T:
+    async def _arun(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | ElapsedTimer | None = None
+                    ) -> T:
         self._check_open(coro)
         try:
             return await _loop.arun(coro, poll=progress.poll if progress else None)
@@ -112,10 +113,10 @@ class Database:
     # -- coroutines, after the checks that need no server ---------------------------------
 
     def _query(self, sql: Statement, params: Params | None, timeout: float | None
-               ) -> Coroutine[Any, Any, pd.DataFrame]:
+               ) -> tuple[Coroutine[Any, Any, pd.DataFrame], ElapsedTimer]:
         check_statement(sql, params)
         check_timeout(timeout)
-        return queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout)
+        return queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout), ElapsedTimer()
 
     def _query_many(
         self,
@@ -149,12 +150,12 @@ class Database:
         return outcomes
 
     def _script(self, sql: str, params: Params | None, timeout: float | None
-                ) -> Coroutine[Any, Any, list[pd.DataFrame]]:
+                ) -> tuple[Coroutine[Any, Any, list[pd.DataFrame]], ElapsedTimer]:
         if not isinstance(sql, str):
             raise TypeError(f"run_script takes SQL text, not {type(sql).__name__}")
         check_params(params)
         check_timeout(timeout)
-        return self._session.run(sql, params, timeout=timeout)
+        return self._session.run(sql, params, timeout=timeout), ElapsedTimer()
 
     def _execute(self, sql: Statement, params: Params | None) -> Coroutine[Any, Any, int]:
         check_statement(sql, params, name="execute")
@@ -189,7 +190,7 @@ class Database:
 
             df = await db.aquery("select * from flights where origin = :o", {"o": "JFK"})
         """
-        return await self._arun(self._query(sql, params, timeout))
+        return await self._arun(*self._query(sql, params, timeout))
 
     async def aquery_many(
         self,
@@ -228,7 +229,7 @@ class Database:
 
             await db.arun_script("create temp table t as select 1 as x; select * from t")
         """
-        return await self._arun(self._script(sql, params, timeout))
+        return await self._arun(*self._script(sql, params, timeout))
 
     @property
     def session_reconnected(self) -> bool:
@@ -288,7 +289,7 @@ class Database:
 
     def query(self, sql: Statement, params: Params | None = None, *, timeout: float | None = None) -> pd.DataFrame:
         """Blocking :meth:`aquery`. Example: ``db.query("select 1 as x")``."""
-        return self._run(self._query(sql, params, timeout))
+        return self._run(*self._query(sql, params, timeout))
 
     def query_many(
         self,
@@ -305,7 +306,7 @@ class Database:
     def run_script(self, sql: str, params: Params | None = None, *, timeout: float | None = None
                    ) -> list[pd.DataFrame]:
         """Blocking :meth:`arun_script`. Example: ``db.run_script("set search_path = x; select 1")``."""
-        return self._run(self._script(sql, params, timeout))
+        return self._run(*self._script(sql, params, timeout))
 
     def execute(self, sql: Statement, params: Params | None = None) -> int:
         """Blocking :meth:`aexecute`. Example: ``db.execute("create table t (x int)")``."""

@@ -2,9 +2,13 @@
 
 A batch reports each finished query from the toolkit's loop thread; the bar (tqdm.auto:
 a widget in Jupyter, text elsewhere) is drawn on the caller's thread, which polls while
-it waits, so output lands in the cell that asked for it. When the batch ends, one line
-per query tells its state, rows and time (on stdout; the bar, like any tqdm bar, goes
-to stderr). ``settings.progress = False`` turns it off.
+it waits, so output lands in the cell that asked for it, and redraws on every poll so its
+clock ticks. Failed queries are counted as failed (the bar turns red). When the batch
+ends the bar goes away (nothing stale is saved in the notebook) and one line per query
+tells its state, rows and time, once (stdout; the bar, like any tqdm bar, is on stderr,
+and is left out where stderr is not a terminal). A single query that runs longer than
+two seconds shows its elapsed time the same way. ``settings.progress`` decides (default
+``"auto"``: on in a Jupyter kernel).
 """
 
 from __future__ import annotations
@@ -14,9 +18,39 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .settings import settings
+from .settings import in_kernel, settings
 
-__all__ = ["BatchProgress"]
+__all__ = ["BatchProgress", "ElapsedTimer"]
+
+# A single query shows its elapsed time once it has run this long.
+TIMER_AFTER_SECONDS = 2.0
+
+
+class _Bar:
+    """A tqdm bar that leaves nothing behind: in Jupyter a widget shown under a display id
+    and blanked when done (so a saved notebook keeps no stale "0/2" line); elsewhere text
+    on stderr, left out where stderr is not a terminal (logs get no bar frames)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._handle: Any = None
+        if in_kernel():
+            from IPython.display import display
+            from tqdm.notebook import tqdm as widget_bar
+
+            self.bar = widget_bar(display=False, leave=False, **options)
+            if hasattr(self.bar, "container"):
+                self._handle = display(self.bar.container, display_id=True)  # type: ignore[no-untyped-call]
+        else:
+            from tqdm import tqdm as text_bar
+
+            self.bar = text_bar(leave=False, disable=None, **options)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self._handle is not None:
+            self._handle.update({"text/plain": ""}, raw=True)
+
+
 
 
 @dataclass
@@ -52,16 +86,19 @@ class BatchProgress:
         if not self.enabled:
             return
         if self._bar is None:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=len(self.names), unit=self.unit, desc=f"{len(self.names)} {self.units}")
+            self._bar = _Bar(total=len(self.names), unit=self.unit, desc=f"{len(self.names)} {self.units}")
         while True:
             try:
                 outcome = self._events.get_nowait()
             except queue.Empty:
                 break
             self._outcomes[outcome.name] = outcome
-            self._bar.update(1)
+            self._bar.bar.update(1)
+            if outcome.state == "failed":
+                self._bar.bar.colour = "red"
+                self._bar.bar.set_description(f"{len(self.names)} {self.units}, {self.failed} failed",
+                                              refresh=False)
+        self._bar.bar.refresh()  # the elapsed time ticks even while nothing finishes
 
     def finish(self) -> None:
         """Close the bar and print one line per task."""
@@ -70,6 +107,16 @@ class BatchProgress:
         self.poll()
         self._bar.close()
         print(self.summary())
+
+    @property
+    def failed(self) -> int:
+        """How many tasks have failed so far."""
+        return sum(outcome.state == "failed" for outcome in self._outcomes.values())
+
+    @property
+    def unfinished(self) -> int:
+        """How many tasks had not ended when last polled."""
+        return len(self.names) - len(self._outcomes)
 
     def summary(self) -> str:
         width = max(len(n) for n in self.names)
@@ -83,3 +130,24 @@ class BatchProgress:
         total = time.perf_counter() - self._started
         lines.append(f"{len(self._outcomes)} of {len(self.names)} {self.units} finished in {total:.2f} s")
         return "\n".join(lines)
+
+
+class ElapsedTimer:
+    """For one query: nothing for two seconds, then a ticking elapsed time until it ends."""
+
+    def __init__(self, name: str = "query", *, enabled: bool | None = None) -> None:
+        self.name = name
+        self.enabled = settings.show_progress() if enabled is None else enabled
+        self._started = time.perf_counter()
+        self._bar: Any = None
+
+    def poll(self) -> None:
+        if not self.enabled or time.perf_counter() - self._started < TIMER_AFTER_SECONDS:
+            return
+        if self._bar is None:
+            self._bar = _Bar(total=None, desc=f"{self.name} running", bar_format="{desc}: {elapsed}")
+        self._bar.bar.refresh()
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

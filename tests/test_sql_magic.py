@@ -39,7 +39,8 @@ def test_sql_magics_bind_variables_and_parameters(db: oz.Database, db_url: str, 
     assert out[7].strip() == "UsageError: the SQL uses :undefined_variable but no variable 'undefined_variable' " \
                              "is defined"
     last = out[8].strip().splitlines()[-1]
-    assert last.startswith("UsageError: query 'broken' failed") and last.endswith("bound good")
+    assert "broken  failed" in out[8] and "query 'broken' failed" in out[8]
+    assert last == "UsageError: 1 of 2 queries failed (broken); bound good"
     assert out[9].strip() == "1"
     assert out[11].strip() == "bound c (1 rows), d (1 rows)"
     assert "connection: " in out[12] and "pool:" in out[12] and "schema:" in out[12]
@@ -58,3 +59,17 @@ def test_nested_asyncio_is_opt_in(db_url: str, tmp_path: Path) -> None:
     out = run_cells(cells, tmp_path, {"DATABASE_URL": db_url}, raises={1})
     assert "RuntimeError" in out[1]
     assert out[3].strip() == "42"
+
+
+def test_progress_leaves_only_the_summary(pg_url: str, tmp_path: Path) -> None:
+    cells = [
+        "%load_ext oriza_toolkit",
+        "%%sql\n-- name: ok\nselect pg_sleep(0.3)::text as v\n-- name: bad\nselect nope\n",
+        "x = %sql select pg_sleep(2.5)::text as s, 1 as n\nprint(int(x.n[0]))",
+    ]
+    out = run_cells(cells, tmp_path, {"DATABASE_URL": pg_url}, raises={1})
+    assert "ok   done" in out[1] and "bad  failed" in out[1] and "2 of 2 queries finished" in out[1]
+    assert out[1].count("column \"nope\" does not exist") == 1  # said once, in the summary
+    assert out[1].strip().endswith("UsageError: 1 of 2 queries failed (bad); bound ok")
+    assert out[2].strip() == "1"
+    assert not any("%|" in text or "running:" in text for text in out)  # no stale bar in the saved notebook

@@ -160,6 +160,8 @@ class OrizaMagics(Magics):
             raise UsageError(str(error)) from None
         except (TypeError, ValueError) as error:
             raise UsageError(str(error)) from None
+        except KeyboardInterrupt:
+            raise UsageError("interrupted: the cell's queries were cancelled on the server") from None
 
     @property
     def _namespace(self) -> dict[str, Any]:
@@ -203,8 +205,10 @@ class OrizaMagics(Magics):
         self._namespace.update(bound)
         if options.out:
             self._namespace[options.out] = bound
-        if failed:
-            raise UsageError(f"{next(iter(failed.values()))}; bound {', '.join(bound) or 'nothing'}")
+        if failed:  # each error is in the summary above when progress is on: say it once
+            detail = (f"{len(failed)} of {len(frames)} queries failed ({', '.join(failed)})" if settings.show_progress()
+                      else str(next(iter(failed.values()))))
+            raise UsageError(f"{detail}; bound {', '.join(bound) or 'nothing'}")
         if not settings.show_progress() and not options.no_display:
             print("bound " + ", ".join(f"{name} ({len(frame):,} rows)" for name, frame in bound.items()))
         return None
