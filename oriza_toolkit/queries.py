@@ -147,12 +147,26 @@ async def connection(engine: AsyncEngine, *, begin: bool = False) -> AsyncIterat
                 yield conn
         else:
             yield conn
-    except BaseException as error:
+    except Exception as error:
         if _is_dead_connection(error) or _driver_closed(conn):
+            await conn.invalidate()
+            if not isinstance(error, OrizaError):
+                raise ConnectionLost(error) from error
+        raise
+    except BaseException:  # cancellation: the driver may have closed a connection it could not cancel
+        if _driver_closed(conn):
             await conn.invalidate()
         raise
     finally:
         await conn.close()
+
+
+class ConnectionLost(Exception):
+    """The connection died under a statement (server restart, a proxy dropping it, a terminated
+    backend); the pool has forgotten it."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(_driver_message(error))
 
 
 def _driver_closed(conn: AsyncConnection) -> bool:
@@ -226,7 +240,7 @@ def query_error(error: BaseException, name: str, sql: str) -> QueryError:
     hint = getattr(inner, "hint", None)
     if hint:
         detail = f"{detail} (hint: {hint})"
-    if _is_dead_connection(error):
+    if isinstance(error, ConnectionLost) or _is_dead_connection(error):
         detail = f"the connection to the server was lost ({detail}); the next query opens a new one"
     return QueryError(
         name, sql, detail,
@@ -428,6 +442,9 @@ class Session:
             except BaseException as error:
                 if _is_dead_connection(error) or _driver_closed(conn):
                     await self._drop()
+                    if isinstance(error, QueryError) and "connection to the server was lost" not in error.detail:
+                        raise QueryError(error.name, error.sql, "the connection to the server was lost "
+                                         f"({error.detail}); the next query opens a new one") from None
                 raise
         return results
 
