@@ -41,3 +41,19 @@ def test_close_is_idempotent(db_url: str) -> None:
     db.query("select 1")
     db.close()
     db.close()
+
+
+def test_one_loop_thread_for_the_process(db_url: str) -> None:
+    import gc
+    import threading
+
+    for _ in range(5):
+        oz.connect(db_url).query("select 1 as x")  # dropped without close()
+    for bad in ("mysql://u:p@h/d", "postgresql://u:p@h:abc/d"):
+        try:
+            oz.connect(bad)
+        except oz.ConfigError:
+            pass
+    gc.collect()
+    loops = [t for t in threading.enumerate() if t.name == "oriza-loop"]
+    assert len(loops) == 1
