@@ -2,6 +2,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import oriza_toolkit as oz
 
 
@@ -50,10 +52,8 @@ def test_one_loop_thread_for_the_process(db_url: str) -> None:
     for _ in range(5):
         oz.connect(db_url).query("select 1 as x")  # dropped without close()
     for bad in ("mysql://u:p@h/d", "postgresql://u:p@h:abc/d"):
-        try:
+        with pytest.raises(oz.ConfigError):
             oz.connect(bad)
-        except oz.ConfigError:
-            pass
     gc.collect()
     loops = [t for t in threading.enumerate() if t.name == "oriza-loop"]
     assert len(loops) == 1
