@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 from sqlalchemy.engine import make_url
 
 import oriza_toolkit as oz
@@ -132,3 +134,16 @@ def _no_named_connections_left() -> Iterator[None]:
     yield
     for name in list(connections.names()):
         connections.close(name)
+
+
+@contextmanager
+def toolkit_shell(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    """A fresh in-process IPython shell with ``%load_ext oriza_toolkit`` on ``url`` (as DATABASE_URL)."""
+    monkeypatch.setenv("DATABASE_URL", url)
+    ipython = InteractiveShell.instance()
+    ipython.run_line_magic("load_ext", "oriza_toolkit")
+    try:
+        yield ipython
+    finally:
+        ipython.run_line_magic("unload_ext", "oriza_toolkit")
+        InteractiveShell.clear_instance()

@@ -216,3 +216,8 @@ def test_env_py_takes_a_sync_engine(sqlite_url: str, tmp_path: Path) -> None:
         assert set(inspect(engine).get_table_names()) >= MODEL_TABLES
     finally:
         engine.dispose()
+
+
+def test_the_worked_example_env_py_is_what_init_writes() -> None:
+    template = Path(migrations.__file__).parent / "templates" / "alembic" / "env.py"
+    assert (ROOT / "alembic" / "env.py").read_text() == template.read_text()

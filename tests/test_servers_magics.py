@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
+from .conftest import toolkit_shell
 from .test_servers import SCENARIOS
 
 
@@ -15,14 +16,8 @@ def shell(request: pytest.FixtureRequest, servers: dict[str, str],
           monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     if request.param not in servers:
         pytest.skip(f"no {request.param} server with TEST_DATABASE_URL")
-    monkeypatch.setenv("DATABASE_URL", servers[request.param])
-    ipython = InteractiveShell.instance()
-    ipython.run_line_magic("load_ext", "oriza_toolkit")
-    try:
+    with toolkit_shell(servers[request.param], monkeypatch) as ipython:
         yield ipython
-    finally:
-        ipython.run_line_magic("unload_ext", "oriza_toolkit")
-        InteractiveShell.clear_instance()
 
 
 def test_sql_magic_binds_parameters_and_batches(shell: InteractiveShell) -> None:

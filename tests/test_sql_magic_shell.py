@@ -14,18 +14,14 @@ from IPython.core.interactiveshell import InteractiveShell
 import oriza_toolkit as oz
 from oriza_toolkit import connections
 
+from .conftest import toolkit_shell
+
 
 @pytest.fixture
 def shell(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     monkeypatch.chdir(tmp_path)  # no alembic.ini here: a notebook outside any project
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    ipython = InteractiveShell.instance()
-    ipython.run_line_magic("load_ext", "oriza_toolkit")
-    try:
+    with toolkit_shell(db_url, monkeypatch) as ipython:
         yield ipython
-    finally:
-        ipython.run_line_magic("unload_ext", "oriza_toolkit")
-        InteractiveShell.clear_instance()
 
 
 def sql(shell: InteractiveShell, line: str, cell: str | None = None) -> object:
@@ -160,10 +156,7 @@ def test_another_extensions_sql_is_kept(tmp_path: Path, monkeypatch: pytest.Monk
 def test_a_lost_session_reconnects_and_says_so(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", pg_url)
-    ipython = InteractiveShell.instance()
-    try:
-        ipython.run_line_magic("load_ext", "oriza_toolkit")
+    with toolkit_shell(pg_url, monkeypatch) as ipython:
         pid = ipython.run_line_magic("sql", "select pg_backend_pid() as pid").pid[0]
         with oz.connect(pg_url) as admin:
             admin.query("select pg_terminate_backend(:pid) as t", {"pid": int(pid)})
@@ -171,9 +164,6 @@ def test_a_lost_session_reconnects_and_says_so(pg_url: str, tmp_path: Path, monk
             ipython.run_line_magic("sql", "select 1 as x")
         assert ipython.run_line_magic("sql", "select 2 as x").x[0] == 2
         assert "the session's connection was lost, so this ran on a new one" in capsys.readouterr().out
-    finally:
-        ipython.run_line_magic("unload_ext", "oriza_toolkit")
-        InteractiveShell.clear_instance()
 
 
 def test_settings_are_one_object(shell: InteractiveShell, db_url: str) -> None:
