@@ -110,3 +110,14 @@ def test_pgbouncer_is_the_default_configuration(servers: dict[str, str]) -> None
         pytest.skip("no pgbouncer")
     with pytest.raises(asyncpg.PostgresError, match="unsupported startup parameter"):
         asyncio.run(asyncpg.connect(servers["pgbouncer"], server_settings={"IntervalStyle": "iso_8601"}))
+
+
+def test_tls_as_a_cloud_console_gives_it(servers: dict[str, str]) -> None:
+    """sslmode=require, no root certificate: encrypted, not verified (libpq's meaning)."""
+    if "tls" not in servers:
+        pytest.skip("no TLS server")
+    url = servers["tls"].split("?")[0] + "?sslmode=require&application_name=console"
+    with oz.connect(url) as db:
+        row = db.query("select ssl, current_setting('application_name') as app from pg_stat_ssl "
+                       "where pid = pg_backend_pid()")
+        assert bool(row.ssl[0]) and row.app[0] == "console"

@@ -175,3 +175,16 @@ def test_schemas_in_tables_and_describe(pg: oz.Database) -> None:
         assert described.column.tolist() == ["id", "v"] and described.primary_key.tolist() == [True, False]
     finally:
         pg.execute("drop schema analytics cascade")
+
+
+def test_socket_urls_name_the_socket() -> None:
+    for url in ("postgresql://me@/warehouse?host=/no/such/dir", "postgresql://me@%2Fno%2Fsuch%2Fdir/warehouse"):
+        with oz.connect(url) as db, pytest.raises(oz.DatabaseConnectionError,
+                                                  match=r"socket /no/such/dir/\.s\.PGSQL\.5432/warehouse"):
+            db.query("select 1")
+
+
+def test_psycopg_urls_mean_asyncpg_said_once() -> None:
+    with pytest.warns(oz.OrizaWarning, match="oriza_toolkit connects to PostgreSQL with asyncpg"):
+        url = oz.database_url("postgresql+psycopg2://me@db/warehouse")
+    assert url.drivername == "postgresql+asyncpg"

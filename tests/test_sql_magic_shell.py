@@ -176,3 +176,21 @@ def test_settings_are_one_object(shell: InteractiveShell, db_url: str) -> None:
         assert str(sql(shell, "select 1.5::numeric as v").v.dtype) == "float64"  # type: ignore[attr-defined]
     finally:
         oz.settings.numeric = previous
+
+
+def test_everyday_tasks_from_the_magic(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    """Big results, an SQL error, tables and describe, each from the magic."""
+    big = sql(shell, "", "with recursive n(i) as (select 1 union all select i + 1 from n where i < 100000)\n"
+                         "select i from n")
+    assert len(big) == 100_000 and int(big.i.sum()) == 100_000 * 100_001 // 2  # type: ignore[arg-type,attr-defined]
+    assert "100000 rows" in repr(big) and repr(big).count("\n") < 30  # shown cut, kept whole
+    with pytest.raises(UsageError, match=r"^query 'query' failed: .*no_such_table"):
+        sql(shell, "select nope from no_such_table")
+    sql(shell, "create table everyday_t (id integer primary key, v text)")
+    try:
+        shell.run_line_magic("oriza", "tables")
+        assert "everyday_t" in capsys.readouterr().out
+        shell.run_line_magic("oriza", "describe everyday_t")
+        assert "primary_key" in capsys.readouterr().out
+    finally:
+        sql(shell, "drop table everyday_t")
