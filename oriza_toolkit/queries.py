@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import bindparam, inspect, text
+from sqlalchemy import JSON, bindparam, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -397,7 +397,9 @@ def _as_text(sql: str, params: Params | None) -> Executable:
     escaped = [piece.replace(":", "\\:") for piece in parsed.pieces]
     rebuilt = escaped[0] + "".join(f":{key}{piece}" for key, piece in zip(parsed.params, escaped[1:], strict=True))
     values = dict(params or {})
-    return text(rebuilt).bindparams(*(bindparam(key, values[key]) for key in parsed.names if key in values))
+    return text(rebuilt).bindparams(*(
+        bindparam(key, values[key], type_=JSON() if isinstance(values[key], dict) else None)
+        for key in parsed.names if key in values))
 
 
 class Session:

@@ -188,3 +188,22 @@ def test_psycopg_urls_mean_asyncpg_said_once() -> None:
     with pytest.warns(oz.OrizaWarning, match="oriza_toolkit connects to PostgreSQL with asyncpg"):
         url = oz.database_url("postgresql+psycopg2://me@db/warehouse")
     assert url.drivername == "postgresql+asyncpg"
+
+
+def test_python_values_of_every_kind_bind(pg: oz.Database) -> None:
+    import datetime as dt
+    import uuid
+
+    key = uuid.uuid4()
+    df = pg.query("select :d as d, :j::json as j, :u as u, :t as t, :b as b, :l as l, :i as i",
+                  {"d": {"a": [1, "x's"]}, "j": [1, 2], "u": key, "t": dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+                   "b": b"\x00'", "l": ["a", "b'"], "i": dt.timedelta(hours=1)})
+    assert df.iloc[0].tolist() == [{"a": [1, "x's"]}, [1, 2], str(key), pd.Timestamp("2024-01-01", tz="UTC"),
+                                   b"\x00'", ["a", "b'"], pd.Timedelta(hours=1)]
+
+
+def test_execute_binds_a_dict_as_json(db: oz.Database, table: str) -> None:
+    db.execute(f"create table {table} (j {'jsonb' if db.dialect == 'postgresql' else 'text'}, note text)")
+    assert db.execute(f"insert into {table} values (:j, ':j stays')", {"j": {"a": [1, "it's"]}}) == 1
+    row = db.query(f"select j, note from {table}").iloc[0].tolist()
+    assert row[1] == ":j stays" and (row[0] == {"a": [1, "it's"]} or row[0] == '{"a": [1, "it\'s"]}')

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import json
 import queue
 import re
 import uuid
@@ -307,6 +308,8 @@ async def _literals(driver: Any, types: Sequence[Any], args: Sequence[Any], name
             literals.append(_sql.quote_literal(str(int(value)), type_sql))
         elif isinstance(value, str):  # as psycopg does: a string is the value's input text
             literals.append(_sql.quote_literal(value, type_sql))
+        elif kind.name in ("json", "jsonb"):  # dicts, lists, numbers: their JSON text
+            literals.append(_sql.quote_literal(json.dumps(value), type_sql))
         else:
             literals.append(None)
             pending.append(index)
