@@ -57,3 +57,13 @@ def test_one_loop_thread_for_the_process(db_url: str) -> None:
     gc.collect()
     loops = [t for t in threading.enumerate() if t.name == "oriza-loop"]
     assert len(loops) == 1
+
+
+def test_a_script_batch_prints_nothing_unasked(db_url: str) -> None:
+    done = _run_script(f"""
+        import oriza_toolkit as oz
+        frames = oz.connect({db_url!r}).query_many({{"a": "select 1 as x", "b": "select 2 as x"}})
+        print(int(frames["b"].x[0]))
+    """)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("2\n", "")  # progress "auto": off outside a kernel

@@ -194,3 +194,14 @@ def test_everyday_tasks_from_the_magic(shell: InteractiveShell, capsys: pytest.C
         assert "primary_key" in capsys.readouterr().out
     finally:
         sql(shell, "drop table everyday_t")
+
+
+def test_loading_the_extension_keeps_the_settings(db_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(oz.settings, "progress", False)
+    monkeypatch.setattr(oz.settings, "display_rows", 7)
+    with toolkit_shell(db_url, monkeypatch) as ipython:
+        assert (oz.settings.progress, oz.settings.display_rows) == (False, 7)
+        ipython.run_line_magic("config", "OrizaMagics.display_rows = 9")
+        assert oz.settings.display_rows == 9
