@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import time
 import traceback
 from decimal import Decimal
 
@@ -125,6 +126,7 @@ def test_dead_connections_leave_the_pool(pg_url: str) -> None:
         admin.query("select pg_terminate_backend(pid) as t from pg_stat_activity "
                     "where application_name = 'oriza_toolkit' and pid <> pg_backend_pid() "
                     "and datname = current_database() and backend_type = 'client backend' and state = 'idle'")
+        time.sleep(0.3)  # pg_terminate_backend only signals: let the backends exit
         outcomes: list[object] = []
         for _ in range(5):
             try:
