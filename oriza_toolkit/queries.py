@@ -189,6 +189,13 @@ def _is_dead_connection(error: BaseException) -> bool:
             or sqlstate.startswith(("57P0", "08")))
 
 
+_LOST = "the connection to the server was lost"
+
+
+def _lost(detail: str) -> str:
+    return f"{_LOST} ({detail}); the next query opens a new one"
+
+
 def _connection_error(engine: AsyncEngine, error: BaseException) -> DatabaseConnectionError:
     url = engine.url
     where = describe_location(url)
@@ -241,7 +248,7 @@ def query_error(error: BaseException, name: str, sql: str) -> QueryError:
     if hint:
         detail = f"{detail} (hint: {hint})"
     if isinstance(error, ConnectionLost) or _is_dead_connection(error):
-        detail = f"the connection to the server was lost ({detail}); the next query opens a new one"
+        detail = _lost(detail)
     return QueryError(
         name, sql, detail,
         position=int(position) if position else None,
@@ -284,13 +291,20 @@ async def fetch_frame(
     timeout: float | None = None,
 ) -> pd.DataFrame:
     """Run one query and return its rows as a DataFrame (see frames.py for dtypes)."""
+    async with _running(name, sql, timeout, engine, backend), connection(engine) as conn:
+        return await backend.read(conn, sql, params)
+
+
+@asynccontextmanager
+async def _running(name: str, sql: Statement, timeout: float | None, engine: AsyncEngine, backend: Backend
+                   ) -> AsyncIterator[None]:
+    """Run the body under ``timeout``, its errors as one-line :class:`QueryError` naming ``name``."""
     try:
         # The timeout cancels the work inside (which lets cancellation through) and only
         # then raises TimeoutError, out here.
         async with asyncio.timeout(timeout):
             with _raising_query_errors(name, sql, engine.dialect):
-                async with connection(engine) as conn:
-                    return await backend.read(conn, sql, params)
+                yield
     except TimeoutError:
         if timeout is None:
             raise
@@ -432,21 +446,16 @@ class Session:
         results = []
         for number, statement in enumerate(statements, start=1):
             name = "query" if len(statements) == 1 else f"statement {number}"
-            wanted = {key: value for key, value in (params or {}).items() if key in _sql.parameter_names(statement)}
+            used = set(_sql.parameter_names(statement))
+            wanted = {key: value for key, value in (params or {}).items() if key in used}
             try:
-                async with asyncio.timeout(timeout):
-                    with _raising_query_errors(name, statement, self.engine.dialect):
-                        results.append(await self.backend.read(conn, statement, wanted))
-            except TimeoutError:
-                if timeout is None:
-                    raise
-                raise QueryTimeoutError(name, statement, timeout, dialect=self.backend.name) from None
+                async with _running(name, statement, timeout, self.engine, self.backend):
+                    results.append(await self.backend.read(conn, statement, wanted))
             except BaseException as error:
                 if _is_dead_connection(error) or _driver_closed(conn):
                     await self._drop()
-                    if isinstance(error, QueryError) and "connection to the server was lost" not in error.detail:
-                        raise QueryError(error.name, error.sql, "the connection to the server was lost "
-                                         f"({error.detail}); the next query opens a new one") from None
+                    if isinstance(error, QueryError) and not error.detail.startswith(_LOST):
+                        raise QueryError(error.name, error.sql, _lost(error.detail)) from None
                 raise
         return results
 
