@@ -11,7 +11,7 @@ comment (``--``, nested ``/* */``) is ever taken for a parameter or a statement 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = ["ParsedSQL", "parameter_names", "parse", "quote_literal", "quote_type", "split_statements"]
@@ -45,6 +45,15 @@ class ParsedSQL:
     def names(self) -> list[str]:
         """The distinct parameter keys, in order of first use."""
         return list(dict.fromkeys(self.params))
+
+    def missing(self, params: Mapping[str, object] | None) -> list[str]:
+        """The parameter keys ``params`` gives no value for."""
+        return [key for key in self.names if params is None or key not in params]
+
+    def require(self, params: Mapping[str, object] | None) -> None:
+        """Raise ``ValueError`` naming the first parameter ``params`` gives no value for."""
+        if missing := self.missing(params):
+            raise ValueError(f"no value given for the parameter :{missing[0]}")
 
     def render(self, value: Callable[[str], str]) -> tuple[str, Callable[[int], int]]:
         """The SQL with each parameter replaced by ``value(key)``, and a function mapping a

@@ -51,7 +51,7 @@ import pyarrow as pa
 
 from .settings import settings
 
-__all__ = ["DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows"]
+__all__ = ["DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows", "rows_affected"]
 
 # Field metadata a backend sets on columns arrow cannot type: their values are text to parse.
 KIND = b"oriza.kind"
@@ -111,6 +111,21 @@ def _convert(array: pa.ChunkedArray, field: pa.Field) -> Any:
 def _map_values(array: pa.ChunkedArray, convert: Callable[[str], Any]) -> pd.Series:
     values = [None if text is None else convert(text) for text in array.to_pylist()]
     return pd.Series(values, dtype=object)
+
+
+def rows_affected(rowcount: int | None, status: str | None = None) -> pd.DataFrame:
+    """The result of a statement that returns no rows: an empty frame whose ``attrs`` hold
+    ``rowcount`` (None where the driver counts nothing, as for DDL) and the server's
+    ``status`` (its command tag, e.g. ``"INSERT 0 3"``, where there is one).
+
+    Example::
+
+        >>> rows_affected(3, "INSERT 0 3").attrs
+        {'rowcount': 3, 'status': 'INSERT 0 3'}
+    """
+    frame = pd.DataFrame()
+    frame.attrs.update(rowcount=rowcount, status=status)
+    return frame
 
 
 def frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.DataFrame:

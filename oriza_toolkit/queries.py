@@ -82,8 +82,7 @@ def check_statement(sql: object, params: object = None, *, name: str = "query") 
             parsed = _sql.parse(sql)
         except ValueError as error:
             raise ValueError(f"query {name!r}: {error}") from None
-        missing = [key for key in parsed.names if params is None or key not in cast(Mapping[str, Any], params)]
-        if missing:
+        if missing := parsed.missing(cast(Mapping[str, Any] | None, params)):
             given = "no params were given" if params is None else "params has no key " + repr(missing[0])
             raise ValueError(f"query {name!r} uses :{missing[0]} but {given}")
 

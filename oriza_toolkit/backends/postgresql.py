@@ -46,7 +46,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from .. import _sql
 from ..config import asyncpg_connect_args
 from ..errors import QueryError
-from ..frames import DECIMAL_TEXT, JSON, KIND, frame_from_arrow, frame_from_rows
+from ..frames import DECIMAL_TEXT, JSON, KIND, frame_from_arrow, frame_from_rows, rows_affected
 
 __all__ = ["PgColumn", "PostgresBackend", "copy_source", "read_csv"]
 
@@ -136,7 +136,7 @@ class PostgresBackend:
         statement, args, parsed_map = _positional(sql, params, conn.dialect)
         driver = await _driver(conn)
         if statement.parsed.keyword in _TRANSACTION_CONTROL:  # typed into a session: run as written
-            return affected(await driver.execute(statement.parsed.sql))
+            return _affected(await driver.execute(statement.parsed.sql))
         if driver.is_in_transaction():  # the session's own transaction: it decides how it ends
             await driver.execute(_SETTINGS)
             return await _read(driver, statement, args, parsed_map)
@@ -190,11 +190,9 @@ def _positional(sql: Any, params: Any, dialect: Dialect) -> tuple[_Statement, li
             raise QueryError("query", sql, f"the name {parsed.long_identifier[:30] + '...'!r} is longer than "
                              f"PostgreSQL's {_sql.MAX_IDENTIFIER_BYTES}-byte limit and would be cut; "
                              "use a shorter one")
+        parsed.require(params)
         text, keys, _ = parsed.positional()
         values = dict(params or {})
-        missing = [key for key in keys if key not in values]
-        if missing:
-            raise QueryError("query", sql, f"no value given for the parameter :{missing[0]}")
         return _Statement(parsed, text, keys), [values[k] for k in keys], \
             {f"${i}": f":{k}" for i, k in enumerate(keys, 1)}
     assert isinstance(sql, ClauseElement)
@@ -236,7 +234,7 @@ async def _read(driver: Any, statement: _Statement, args: list[Any], names: dict
     prefix = 0
     try:
         if not attributes:
-            return affected(await driver.execute(sql))
+            return _affected(await driver.execute(sql))
         if parsed.keyword not in _COPYABLE:  # EXPLAIN, SHOW, ...: row by row
             records = await driver.fetch(sql)
             return frame_from_rows([tuple(r) for r in records], [a.name for a in attributes])
@@ -253,14 +251,11 @@ async def _read(driver: Any, statement: _Statement, args: list[Any], names: dict
         raise
 
 
-def affected(status: str) -> pd.DataFrame:
-    """An empty frame for a statement that returns no rows, its command tag in ``attrs``:
-    ``attrs["status"]`` (``"INSERT 0 3"``) and ``attrs["rowcount"]`` (3, or None for DDL)."""
-    frame = pd.DataFrame()
+def _affected(status: str) -> pd.DataFrame:
+    """:func:`rows_affected` from a command tag such as ``"INSERT 0 3"`` (DDL tags count nothing)."""
     words = status.split()
     counted = words[:1] and words[0] in ("INSERT", "UPDATE", "DELETE", "MERGE", "SELECT", "COPY", "MOVE", "FETCH")
-    frame.attrs.update(status=status, rowcount=int(words[-1]) if counted and words[-1].isdigit() else None)
-    return frame
+    return rows_affected(int(words[-1]) if counted and words[-1].isdigit() else None, status)
 
 
 def _casts_from_values(types: Sequence[Any], args: Sequence[Any]) -> dict[int, str]:

@@ -21,8 +21,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .. import _sql
-from ..errors import QueryError
-from ..frames import frame_from_rows
+from ..frames import frame_from_rows, rows_affected
 
 __all__ = ["WRITE_OPTION", "SQLiteBackend"]
 
@@ -48,19 +47,16 @@ class SQLiteBackend:
         """Text SQL goes to sqlite3 itself (autocommit: a session's own BEGIN and COMMIT work
         as typed); a Core statement through SQLAlchemy, which types its results."""
         if not isinstance(sql, str):
-            result = await _interruptible(conn, conn.execute(sql, dict(params or {})))
+            result = await _interruptible(await _driver(conn), conn.execute(sql, dict(params or {})))
             if not result.returns_rows:
                 await conn.commit()
-                return _affected(result.rowcount)
+                return rows_affected(result.rowcount if result.rowcount >= 0 else None)
             return frame_from_rows(result.fetchall(), list(result.keys()))
         parsed = _sql.parse(sql)
+        parsed.require(params)
         values = dict(params or {})
-        missing = [key for key in parsed.names if key not in values]
-        if missing:
-            raise QueryError("query", sql, f"no value given for the parameter :{missing[0]}")
         statement, _ = parsed.render(lambda key: "?")
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
+        driver = await _driver(conn)
 
         async def run() -> tuple[list[Any], list[str] | None, int]:
             cursor = await driver.execute(statement, tuple(values[key] for key in parsed.params))
@@ -71,9 +67,9 @@ class SQLiteBackend:
             finally:
                 await cursor.close()
 
-        rows, names, rowcount = await _interruptible(conn, run())
+        rows, names, rowcount = await _interruptible(driver, run())
         if names is None:
-            return _affected(rowcount)
+            return rows_affected(rowcount if rowcount >= 0 else None)
         return frame_from_rows(rows, names)
 
     def encode(self, frame: pd.DataFrame) -> None:
@@ -88,25 +84,23 @@ class SQLiteBackend:
                                                       index=False))
 
 
-async def _interruptible(conn: AsyncConnection, work: Coroutine[Any, Any, T]) -> T:
+async def _driver(conn: AsyncConnection) -> Any:
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    return driver
+
+
+async def _interruptible(driver: Any, work: Coroutine[Any, Any, T]) -> T:
     """Await ``work``; if cancelled (a timeout, Ctrl-C), interrupt the statement in
     aiosqlite's thread and wait for it to stop, rather than abandon the connection mid-statement."""
-    driver = (await conn.get_raw_connection()).driver_connection
     running = asyncio.ensure_future(work)
     try:
         return await asyncio.shield(running)
     except asyncio.CancelledError:
-        if driver is not None:
-            await driver.interrupt()
+        await driver.interrupt()
         with contextlib.suppress(Exception):
             await running
         raise
-
-
-def _affected(rowcount: int) -> pd.DataFrame:
-    frame = pd.DataFrame()
-    frame.attrs.update(status=None, rowcount=rowcount if rowcount >= 0 else None)
-    return frame
 
 
 def _make_transactional(engine: AsyncEngine) -> None:

@@ -181,9 +181,8 @@ class OrizaMagics(Magics):
             print("oriza_toolkit: the session's connection was lost, so this ran on a new one "
                   "(temp tables and SET from before are gone)")
         frame = results[-1]
-        if frame.attrs.get("rowcount", None) is not None or "status" in frame.attrs:
-            count = frame.attrs.get("rowcount")
-            status = frame.attrs.get("status")
+        if "rowcount" in frame.attrs:  # a statement without rows (frames.rows_affected)
+            count, status = frame.attrs["rowcount"], frame.attrs["status"]
             if not options.no_display:
                 print(f"{count:,} rows affected" if count is not None else status or "done")
             return None
