@@ -342,8 +342,6 @@ def _on_connection(db: Database | None, config: Config, call: Any, *, changes_sc
     """Run ``call(config)`` on ``db``'s loop, handing env.py one connection in one
     transaction (behind the migration lock when it changes the schema); return the
     revisions current afterwards."""
-    own = db is None
-    database = db or connect()
     current: list[str] = []
 
     def in_transaction(connection: Connection) -> None:
@@ -358,15 +356,23 @@ def _on_connection(db: Database | None, config: Config, call: Any, *, changes_sc
                 await _take_migration_lock(conn, database)
             await conn.run_sync(in_transaction)
         if changes_schema:
-            # Pooled connections may hold prepared statements for the old schema.
+            # Pooled connections may cache type information (asyncpg's codecs) of the old schema.
             await database.engine.dispose()
 
-    try:
+    with _using(db) as database:
         database._run(work())
-    finally:
-        if own:
-            database.close()
     return current
+
+
+@contextlib.contextmanager
+def _using(db: Database | None) -> Iterator[Database]:
+    """``db``, or a Database of the configured URL for the duration (closed afterwards)."""
+    database = db or connect()
+    try:
+        yield database
+    finally:
+        if db is None:
+            database.close()
 
 
 async def _take_migration_lock(conn: AsyncConnection, database: Database) -> None:
@@ -518,31 +524,27 @@ def schema_status(db: Database | None = None, *, config: ConfigArg = None) -> Sc
         with _quiet_alembic():
             status.current = list(MigrationContext.configure(connection).get_current_heads())
 
-    with _lock:
-        try:
-            cfg = alembic_config(config)
-            script = ScriptDirectory.from_config(cfg)
-            status.heads = list(script.get_heads())
-            database = db or connect()
+    with _using(db) as database:
+        with _lock:
             try:
+                cfg = alembic_config(config)
+                script = ScriptDirectory.from_config(cfg)
+                status.heads = list(script.get_heads())
                 database._run(_run_sync(database, inspect))
-            finally:
-                if db is None:
-                    database.close()
-        except CommandError as error:
-            raise MigrationError("status", str(error)) from None
-        except SQLAlchemyError as error:  # e.g. a role that may not read alembic_version
-            raise MigrationError("status", query_error(error, "status", "").detail) from None
-    pending = script.iterate_revisions(tuple(status.heads), tuple(status.current) or "base")
-    status.pending = [rev.revision for rev in pending if rev.revision not in status.current]
-    if not status.pending and status.heads:
-        try:
-            check(db, config=config)
-        except SchemaDiffError as error:
-            status.diffs = error.diffs
-        except MigrationError as error:
-            if "MetaData" not in error.detail:  # no target_metadata: nothing to compare with
-                raise
+            except CommandError as error:
+                raise MigrationError("status", str(error)) from None
+            except SQLAlchemyError as error:  # e.g. a role that may not read alembic_version
+                raise MigrationError("status", query_error(error, "status", "").detail) from None
+        pending = script.iterate_revisions(tuple(status.heads), tuple(status.current) or "base")
+        status.pending = [rev.revision for rev in pending if rev.revision not in status.current]
+        if not status.pending and status.heads:
+            try:
+                check(database, config=config)
+            except SchemaDiffError as error:
+                status.diffs = error.diffs
+            except MigrationError as error:
+                if "MetaData" not in error.detail:  # no target_metadata: nothing to compare with
+                    raise
     return status
 
 
