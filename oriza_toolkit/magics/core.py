@@ -101,13 +101,7 @@ class OrizaMagics(Magics):
     @property
     def db(self) -> Database:
         """The notebook's default database (DATABASE_URL, .env or the embedded SQLite file)."""
-        return self._database(connections.DEFAULT)
-
-    def _database(self, name: str) -> Database:
-        try:
-            return connections.get(name)
-        except OrizaError as error:
-            raise UsageError(str(error)) from None
+        return connections.get(connections.DEFAULT)
 
     # -- %sql ---------------------------------------------------------------------------
 
@@ -145,7 +139,7 @@ class OrizaMagics(Magics):
                 print(f"connected {conn_name}: {connections.names()[conn_name]}")
                 if not body.strip():
                     return None
-            db = self._database(options.connection)
+            db = connections.get(options.connection)
             writing = [(mode, table) for mode, table in (("fail", options.persist), ("append", options.append),
                                                          ("replace", options.replace)) if table]
             if writing:
@@ -156,9 +150,7 @@ class OrizaMagics(Magics):
             if named:
                 return self._run_many(db, named, options)
             return self._run_script(db, body, options)
-        except OrizaError as error:
-            raise UsageError(str(error)) from None
-        except (TypeError, ValueError) as error:
+        except (OrizaError, TypeError, ValueError) as error:
             raise UsageError(str(error)) from None
         except KeyboardInterrupt:
             raise UsageError("interrupted: the cell's queries were cancelled on the server") from None
@@ -170,10 +162,11 @@ class OrizaMagics(Magics):
 
     def _params(self, sql: str) -> dict[str, Any]:
         namespace = self._namespace
-        missing = [name for name in parameter_names(sql) if name not in namespace]
+        names = parameter_names(sql)
+        missing = [name for name in names if name not in namespace]
         if missing:
             raise UsageError(f"the SQL uses :{missing[0]} but no variable {missing[0]!r} is defined")
-        return {name: namespace[name] for name in parameter_names(sql)}
+        return {name: namespace[name] for name in names}
 
     def _run_script(self, db: Database, sql: str, options: Any) -> Any:
         results = db.run_script(sql, self._params(sql) or None, timeout=options.timeout)
@@ -259,7 +252,7 @@ class OrizaMagics(Magics):
             elif status.pending:
                 print(f"oriza_toolkit: the database is {len(status.pending)} revision(s) behind head; "
                       "run %alembic upgrade head")
-        except (OrizaError, UsageError) as error:
+        except OrizaError as error:
             print(f"oriza_toolkit: schema status unavailable: {error}")
 
     # -- %oriza -------------------------------------------------------------------------
