@@ -26,7 +26,7 @@ time               ``object`` (``datetime.time``)
 timestamp          ``datetime64[us]``
 timestamptz        ``datetime64[us, UTC]``             the instant, in UTC
 interval           ``timedelta64[us]``                 a month counts 30 days, a year 365.25
-json, jsonb        ``object`` (dict, list, ...)        parsed with ``json.loads``
+json, jsonb        ``object`` (dict, list, ...)        parsed with orjson
 bytea              ``object`` (``bytes``)
 arrays, composite  ``object`` (list / dict)            via ``to_json``: elements are JSON
 types, records                                         values (numbers, strings, ...)
@@ -42,16 +42,17 @@ statement's booleans, dates, datetimes and decimals come back as ``boolean``,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, cast
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 
 from .settings import settings
 
-__all__ = ["DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows", "rows_affected"]
+__all__ = ["DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows", "parse_json", "rows_affected"]
 
 # Field metadata a backend sets on columns arrow cannot type: their values are text to parse.
 KIND = b"oriza.kind"
@@ -67,16 +68,21 @@ _NULLABLE = {
 }
 
 
-def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
+def frame_from_arrow(table: pa.Table, objects: Mapping[int, list[Any]] | None = None) -> pd.DataFrame:
     """A DataFrame with the documented dtypes from a backend's arrow table.
+
+    ``objects`` holds columns (by index) whose Python values are already known, such as
+    JSON a backend parsed while the result streamed in.
 
     Example::
 
         >>> frame_from_arrow(pa.table({"n": pa.array([1, None], pa.int32())})).n.dtype
         Int32Dtype()
     """
+    known = objects or {}
     frame = pd.DataFrame(
-        {i: _to_series(table.column(i), table.schema.field(i)) for i in range(table.num_columns)},
+        {i: pd.Series(known[i], dtype=object) if i in known else _to_series(table.column(i), table.schema.field(i))
+         for i in range(table.num_columns)},
         copy=False,
     )
     frame.columns = pd.Index(table.column_names, dtype=object)
@@ -90,7 +96,7 @@ def _to_series(array: pa.ChunkedArray, field: pa.Field) -> pd.Series:
 def _convert(array: pa.ChunkedArray, field: pa.Field) -> Any:
     kind = (field.metadata or {}).get(KIND)
     if kind == JSON:
-        return _map_values(array, json.loads)
+        return _map_values(array, parse_json)
     if kind == DECIMAL_TEXT:
         return _map_values(array, float if settings.numeric == "float" else Decimal)
     if array.type in _NULLABLE:
@@ -106,6 +112,15 @@ def _convert(array: pa.ChunkedArray, field: pa.Field) -> Any:
     if pa.types.is_binary(array.type):
         return pd.Series(array.to_pylist(), dtype=object)
     return array.to_pandas()
+
+
+def parse_json(text: str) -> Any:
+    """A JSON value from its text: orjson, or the standard library for what orjson refuses
+    (integers past 64 bits)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # integers past 64 bits
+        return json.loads(text)
 
 
 def _map_values(array: pa.ChunkedArray, convert: Callable[[str], Any]) -> pd.Series:

@@ -1,43 +1,43 @@
 """PostgreSQL through asyncpg: a result streamed with COPY into arrow, writes with COPY.
 
-Reading a query, in one transaction (so transaction-mode pgbouncer keeps it on one
-server connection, and no prepared statement outlives it):
+Reading a query:
 
-1. ``BEGIN`` and ``SET LOCAL`` of the output settings the CSV parser relies on, in one
-   round trip: nothing is sent at connect time that pgbouncer's default configuration
-   refuses, and a user's own session settings cannot break parsing.
-2. Prepare the statement (unnamed: the statement cache is off) for its column types and
+1. Prepare the statement (unnamed: the statement cache is off) for its column types and
    the types the server inferred for its parameters.
-3. With parameters, render each value as a typed literal (``'text'::type``): the text is
+2. With parameters, render each value as a typed literal (``'text'::type``): the text is
    the server's own output for the value, produced by binding it at the protocol level
-   (or, for ints, strings and NULL, written directly; a string is taken as the value's
-   input text, as psycopg does), and
+   (or, for numbers, strings and NULL, written directly; a string is taken as the
+   value's input text, as psycopg does), and
    :func:`oriza_toolkit._sql.quote_literal` is the one function that quotes it. So COPY,
    which cannot take parameters, needs no temp table, no TEMP privilege and no writable
    transaction: it runs on hot standbys and as read-only roles.
-4. ``COPY (query) TO STDOUT (FORMAT csv)``, parsed by pyarrow in a worker thread while it
-   streams in, typed from the description, never guessed.
+3. ``SET LOCAL`` of the output settings the parser relies on and ``COPY (query) TO
+   STDOUT (FORMAT csv)``, in one message and so one implicit transaction (pgbouncer's
+   transaction mode keeps it on one server connection; nothing is sent at connect time
+   that pgbouncer refuses; a user's own session settings cannot break parsing). The
+   output is parsed off the loop while it streams in (``pgcopy.py``).
+
+A read is two round trips (three with parameters that need the server's output).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import datetime as dt
 import io
 import json
-import queue
-import re
+import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import ClauseElement
@@ -46,63 +46,22 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from .. import _sql
 from ..config import asyncpg_connect_args
 from ..errors import QueryError
-from ..frames import DECIMAL_TEXT, JSON, KIND, frame_from_arrow, frame_from_rows, rows_affected
+from ..frames import frame_from_arrow, frame_from_rows, rows_affected
+from .pgcopy import Chunk, PgColumn, arrow_message, copy_chunks, copy_sql, finish_table, stream_decimals
 
-__all__ = ["PgColumn", "PostgresBackend", "copy_source", "read_csv"]
+__all__ = ["Form", "Parts", "PostgresBackend"]
 
-NULL_MARKER = "\\N"
-_BLOCK_SIZE = 8 << 20
+# What a read returns: a DataFrame, a pyarrow Table, or Parts to combine with others.
+Form = Literal["frame", "arrow", "parts"]
 
 # Startup parameters pgbouncer accepts by default (it tracks these per client).
 STARTUP_SETTINGS = {"TimeZone": "UTC", "application_name": "oriza_toolkit"}
-# What the CSV parser relies on, set for each read's own transaction only.
-_SETTINGS = "SET LOCAL DateStyle = 'ISO'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'"
-_BEGIN = f"BEGIN; {_SETTINGS}"
 _TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"}
 # Statements COPY can run; anything else (EXPLAIN, SHOW, ...) is fetched row by row.
 _COPYABLE = {"select", "with", "values", "table", "(", "insert", "update", "delete", "merge"}
 _DML = {"insert", "update", "delete", "merge"}
-# Server types written directly as text (the rest go through the server's output function).
-_INTEGER_TYPES = {"int2", "int4", "int8", "numeric", "float4", "float8", "oid"}
-
-_ARROW_INTEGERS = {"int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64(), "oid": pa.int64()}
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "float4": pa.float32(),
-    "float8": pa.float64(),
-    "bool": pa.bool_(),
-    "date": pa.date32(),
-    "time": pa.time64("us"),
-    "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
-    "interval": pa.int64(),
-}
-# Types the server converts before COPY; "{}" is the column.
-_SERVER_EXPRESSIONS = {
-    "interval": "(extract(epoch from {}) * 1000000)::int8",
-    "array": "to_json({})",
-    "composite": "to_json({})",
-    "record": "to_json({})",
-}
-
-
-@dataclass(frozen=True)
-class PgColumn:
-    """One result column as the server described it."""
-
-    name: str
-    type_name: str
-    kind: str = "scalar"
-    enum_labels: tuple[str, ...] | None = None
-
-    @property
-    def server_expression(self) -> str | None:
-        return _SERVER_EXPRESSIONS.get(self.kind if self.kind != "scalar" else self.type_name)
-
-    @property
-    def arrow_type(self) -> pa.DataType:
-        if self.kind != "scalar":
-            return pa.string()
-        return _ARROW_INTEGERS.get(self.type_name) or _ARROW_TYPES.get(self.type_name, pa.string())
+# Server types whose literal is written directly from a Python number.
+_NUMBER_TYPES = {"int2", "int4", "int8", "numeric", "float4", "float8", "oid"}
 
 
 class PostgresBackend:
@@ -118,7 +77,6 @@ class PostgresBackend:
         # pgbouncer may give the next transaction another server connection.
         connect_args = {"statement_cache_size": 0, "prepared_statement_cache_size": 0, **args, **given,
                         "server_settings": settings}
-        options.setdefault("pool_pre_ping", True)
         # The engine keeps the URL as given (shown masked); the libpq parameters that
         # SQLAlchemy would pass to asyncpg as keywords go through connect_args instead.
         engine = create_async_engine(url, connect_args=connect_args, **options)
@@ -130,27 +88,39 @@ class PostgresBackend:
                 if key not in connect_args:
                     cparams.pop(key, None)
 
+        @event.listens_for(engine.sync_engine, "checkout")
+        def _alive(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            # Instead of a pre-ping round trip per query: the loop thread sees a server
+            # or proxy closing an idle connection as it happens, so a closed one is known.
+            if dbapi_connection.driver_connection.is_closed():
+                raise sa_exc.DisconnectionError("the server closed this pooled connection")
+
         return engine
 
-    async def read(self, conn: AsyncConnection, sql: Any, params: Any) -> pd.DataFrame:
-        statement, args, parsed_map = _positional(sql, params, conn.dialect)
-        driver = await _driver(conn)
-        if statement.parsed.keyword in _TRANSACTION_CONTROL:  # typed into a session: run as written
-            return _affected(await driver.execute(statement.parsed.sql))
-        if driver.is_in_transaction():  # the session's own transaction: it decides how it ends
-            await driver.execute(_SETTINGS)
-            return await _read(driver, statement, args, parsed_map)
-        await driver.execute(_BEGIN)
-        try:
-            frame = await _read(driver, statement, args, parsed_map)
-        except BaseException:
-            try:
-                await driver.execute("ROLLBACK")
-            except Exception:
-                driver.terminate()  # unusable: the pool replaces a closed connection
-            raise
-        await driver.execute("COMMIT")
-        return frame
+    async def read(self, conn: AsyncConnection, sql: Any, params: Any, form: Form = "frame") -> Any:
+        """The whole result as a DataFrame, an arrow table, or :class:`Parts` to :meth:`combine`."""
+        results = _results(await _driver(conn), _positional(sql, params, conn.dialect), form, None)
+        async with contextlib.aclosing(results):
+            async for result in results:
+                return result
+        raise AssertionError("a read yields one result")
+
+    def stream(self, conn: AsyncConnection, sql: Any, params: Any, rows: int, arrow: bool) -> AsyncIterator[Any]:
+        """The result in chunks of ``rows`` rows: DataFrames, or arrow record batches."""
+
+        async def chunks() -> AsyncIterator[Any]:
+            results = _results(await _driver(conn), _positional(sql, params, conn.dialect),
+                               "arrow" if arrow else "frame", rows)
+            async with contextlib.aclosing(results):
+                async for chunk in results:
+                    yield chunk
+
+        return chunks()
+
+    def combine(self, parts: Sequence[Any], form: Form) -> Any:
+        """One result from the :class:`Parts` of several reads of the same columns."""
+        chunks = [chunk for part in parts for chunk in part.chunks]
+        return _convert(form, None)(chunks) if chunks else parts[0].result
 
     def encode(self, frame: pd.DataFrame) -> bytes | None:
         return _arrow_csv(frame)
@@ -210,7 +180,80 @@ def _positional(sql: Any, params: Any, dialect: Dialect) -> tuple[_Statement, li
     return _Statement(parsed, parsed.sql, keys), args, {}
 
 
-async def _read(driver: Any, statement: _Statement, args: list[Any], names: dict[str, str]) -> pd.DataFrame:
+@dataclass
+class Parts:
+    """A read's parsed chunks, not yet one result (``chunks`` empty: ``result`` is it)."""
+
+    chunks: list[Chunk]
+    result: Any = None
+
+
+def _convert(form: Form, fixed: dict[int, pa.DataType] | None) -> Callable[[list[Chunk]], Any]:
+    """What the parser thread makes of parsed chunks: a frame, a table (or, streaming, a
+    record batch with numeric types ``fixed``), or the chunks themselves."""
+
+    def convert(chunks: list[Chunk]) -> Any:
+        if form == "parts":
+            return Parts(chunks)
+        table = finish_table(chunks, fixed)
+        if form == "arrow":
+            return table if fixed is None else table.combine_chunks().to_batches()[0] if table.num_rows \
+                else pa.RecordBatch.from_pylist([], schema=table.schema)
+        objects = {i: [v for c in chunks for v in c.objects[i]] for i in chunks[0].objects}
+        return frame_from_arrow(table, objects)
+
+    return convert
+
+
+async def _results(driver: Any, positional: tuple[_Statement, list[Any], dict[str, str]], form: Form,
+                   rows: int | None) -> AsyncIterator[Any]:
+    """Read one statement; yield the result whole, or in chunks of ``rows`` rows."""
+    statement, args, names = positional
+    parsed = statement.parsed
+    if parsed.keyword in _TRANSACTION_CONTROL:  # typed into a session: run as written
+        yield _without_rows(_affected(await driver.execute(parsed.sql)), form)
+        return
+    sql, original, attributes = await _render(driver, statement, args, names)
+    columns: list[PgColumn] = []
+    prefix = 0
+    try:
+        if not attributes:
+            yield _without_rows(_affected(await driver.execute(sql)), form)
+            return
+        if parsed.keyword not in _COPYABLE:  # EXPLAIN, SHOW, ...: row by row
+            records = await driver.fetch(sql)
+            yield _without_rows(frame_from_rows([tuple(r) for r in records], [a.name for a in attributes]), form)
+            return
+        columns = await _describe(driver, attributes)
+        text, prefix = copy_sql(sql, columns, dml=parsed.keyword in _DML)
+        fixed: dict[int, pa.DataType] | None = None
+
+        def convert(chunks: list[Chunk]) -> Any:
+            nonlocal fixed
+            if rows is not None and fixed is None:
+                fixed = stream_decimals(chunks[0])
+            return _convert(form, fixed)(chunks)
+
+        # One simple-query message (SET LOCAL; COPY): asyncpg's public copy_from_query
+        # wraps its argument in a COPY of its own.
+        chunks = copy_chunks(lambda sink: driver._copy_out(text, sink, None), columns, convert=convert, rows=rows)
+        async with contextlib.aclosing(chunks):
+            async for result in chunks:
+                yield result
+    except pa.ArrowInvalid as error:
+        raise QueryError("query", parsed.sql, arrow_message(str(error), columns)) from None
+    except Exception as error:
+        position = getattr(error, "position", None)
+        if position and hasattr(error, "sqlstate"):
+            raise QueryError("query", parsed.sql, _message(error), position=original(max(int(position) - prefix, 1)),
+                             sqlstate=error.sqlstate) from None
+        raise
+
+
+async def _render(driver: Any, statement: _Statement, args: list[Any], names: dict[str, str]
+                  ) -> tuple[str, Callable[[int], int], Sequence[Any]]:
+    """The statement with its values as typed literals, a map from positions in it back to
+    the SQL as written, and the result's columns as the server describes them."""
     parsed = statement.parsed
     try:
         prepared = await driver.prepare(statement.sql)
@@ -224,31 +267,37 @@ async def _read(driver: Any, statement: _Statement, args: list[Any], names: dict
     except Exception as error:
         raise _located(error, statement, names) from None
     attributes = prepared.get_attributes()
+    if not parsed.params:
+        return parsed.sql, lambda position: position, attributes
     literals = await _literals(driver, types, args, names)
-    if parsed.params:
-        by_key = dict(zip(statement.keys, literals, strict=True))
-        sql, original = parsed.render(by_key.__getitem__)
-    else:
-        sql, original = parsed.sql, lambda position: position
-    columns: list[PgColumn] = []
-    prefix = 0
-    try:
-        if not attributes:
-            return _affected(await driver.execute(sql))
-        if parsed.keyword not in _COPYABLE:  # EXPLAIN, SHOW, ...: row by row
-            records = await driver.fetch(sql)
-            return frame_from_rows([tuple(r) for r in records], [a.name for a in attributes])
-        columns = await _describe(driver, attributes)
-        source, prefix = copy_source(sql, columns, dml=parsed.keyword in _DML)
-        return frame_from_arrow(typed_table(await _copy_to_arrow(driver, source, columns), columns))
-    except pa.ArrowInvalid as error:
-        raise QueryError("query", parsed.sql, _arrow_message(str(error), columns)) from None
-    except Exception as error:
-        position = getattr(error, "position", None)
-        if position and hasattr(error, "sqlstate"):
-            raise QueryError("query", parsed.sql, _message(error), position=original(max(int(position) - prefix, 1)),
-                             sqlstate=error.sqlstate) from None
-        raise
+    by_key = dict(zip(statement.keys, literals, strict=True))
+    sql, original = parsed.render(by_key.__getitem__)
+    return sql, original, attributes
+
+
+def _without_rows(frame: pd.DataFrame, form: Form) -> Any:
+    """A result fetched row by row (or none), in the form asked for."""
+    if form == "frame":
+        return frame
+    if form == "parts":
+        return Parts([], frame)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), b"oriza.status":
+                                          str(frame.attrs.get("status") or "").encode()})
+
+
+async def _describe(driver: Any, attributes: Sequence[Any]) -> list[PgColumn]:
+    """Column descriptions, with the labels of any enum types looked up in pg_enum."""
+    unknown = {a.type.oid for a in attributes if a.type.kind == "scalar" and a.type.schema != "pg_catalog"}
+    labels: dict[int, tuple[str, ...]] = {}
+    if unknown:
+        rows = await driver.fetch(
+            "SELECT enumtypid, array_agg(enumlabel::text ORDER BY enumsortorder) AS labels "
+            "FROM pg_enum WHERE enumtypid = any($1::oid[]) GROUP BY enumtypid",
+            list(unknown),
+        )
+        labels = {row["enumtypid"]: tuple(row["labels"]) for row in rows}
+    return [PgColumn(a.name, a.type.name, a.type.kind, labels.get(a.type.oid)) for a in attributes]
 
 
 def _affected(status: str) -> pd.DataFrame:
@@ -299,8 +348,8 @@ async def _literals(driver: Any, types: Sequence[Any], args: Sequence[Any], name
         type_sql = _sql.quote_type(kind.schema, kind.name)
         if value is None:
             literals.append(f"NULL::{type_sql}")
-        elif kind.name in _INTEGER_TYPES and isinstance(value, int) and not isinstance(value, bool):
-            literals.append(_sql.quote_literal(str(int(value)), type_sql))
+        elif kind.name in _NUMBER_TYPES and isinstance(value, (int, float)) and not isinstance(value, bool):
+            literals.append(_sql.quote_literal(_number_text(value), type_sql))
         elif isinstance(value, str):  # as psycopg does: a string is the value's input text
             literals.append(_sql.quote_literal(value, type_sql))
         elif kind.name in ("json", "jsonb"):  # dicts, lists, numbers: their JSON text
@@ -324,6 +373,18 @@ async def _literals(driver: Any, types: Sequence[Any], args: Sequence[Any], name
     return [literal or "" for literal in literals]
 
 
+def _number_text(value: float) -> str:
+    """A Python number as PostgreSQL input text: shortest exact digits (no dependence on
+    the session's extra_float_digits)."""
+    if isinstance(value, int):
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(float(value))
+
+
 def _located(error: BaseException, statement: _Statement, names: dict[str, str]) -> BaseException:
     """A server error at prepare time, with its position mapped back into the SQL as written."""
     position = getattr(error, "position", None)
@@ -341,178 +402,6 @@ def _message(error: BaseException) -> str:
     detail = getattr(error, "message", None) or " ".join(str(error).split())
     hint = getattr(error, "hint", None)
     return f"{detail} (hint: {hint})" if hint else detail
-
-
-def copy_source(sql: str, columns: Sequence[PgColumn], *, dml: bool = False) -> tuple[str, int]:
-    """The query to COPY, and how many characters precede ``sql`` in it.
-
-    ``sql`` itself, or wrapped to convert the columns that need it (positional names, so
-    duplicate column names are fine). A newline ends ``sql`` so a trailing ``--`` comment
-    cannot swallow what follows.
-    """
-    if not any(col.server_expression for col in columns):
-        return sql + "\n", len("COPY (")
-    names = [f"c{i}" for i in range(len(columns))]
-    select = ", ".join((col.server_expression or "{}").format(name) for name, col in zip(names, columns, strict=True))
-    if dml:  # INSERT ... RETURNING can only be a CTE
-        head = f"WITH _oz_q({', '.join(names)}) AS ("
-        return f"{head}{sql}\n) SELECT {select} FROM _oz_q", len("COPY (") + len(head)
-    head = f"SELECT {select} FROM ("
-    return f"{head}{sql}\n) AS _oz_q({', '.join(names)})", len("COPY (") + len(head)
-
-
-async def _copy_to_arrow(driver: Any, query: str, columns: list[PgColumn]) -> pa.Table:
-    """COPY ``query`` out as CSV, parsed in a worker thread while it streams in."""
-    stream = CsvStream()
-    parsed = asyncio.get_running_loop().run_in_executor(None, read_csv, stream, columns)
-    try:
-        await driver.copy_from_query(query, output=stream.feed, format="csv", null=NULL_MARKER)
-    except BaseException:
-        stream.end()
-        parsed.cancel()
-        raise
-    stream.end()
-    return await parsed
-
-
-async def _describe(driver: Any, attributes: Sequence[Any]) -> list[PgColumn]:
-    """Column descriptions, with the labels of any enum types looked up in pg_enum."""
-    unknown = {a.type.oid for a in attributes if a.type.kind == "scalar" and a.type.schema != "pg_catalog"}
-    labels: dict[int, tuple[str, ...]] = {}
-    if unknown:
-        rows = await driver.fetch(
-            "SELECT enumtypid, array_agg(enumlabel::text ORDER BY enumsortorder) AS labels "
-            "FROM pg_enum WHERE enumtypid = any($1::oid[]) GROUP BY enumtypid",
-            list(unknown),
-        )
-        labels = {row["enumtypid"]: tuple(row["labels"]) for row in rows}
-    return [PgColumn(a.name, a.type.name, a.type.kind, labels.get(a.type.oid)) for a in attributes]
-
-
-class CsvStream(io.RawIOBase):
-    """Bytes fed by COPY on the event loop, read by pyarrow's CSV reader in a worker thread.
-
-    Parsing then overlaps with the transfer instead of waiting for all of it.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._pending = memoryview(b"")
-        self._ended = False
-        self.received = 0
-
-    def readable(self) -> bool:
-        return True
-
-    async def feed(self, data: bytes) -> None:
-        """COPY's sink: queue one chunk."""
-        self.received += len(data)
-        self._chunks.put(data)
-
-    def end(self) -> None:
-        """No more data (also on failure or cancellation, so the reader thread stops)."""
-        self._chunks.put(None)
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending and not self._ended:
-            chunk = self._chunks.get()
-            if chunk is None:
-                self._ended = True
-            else:
-                self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
-def read_csv(stream: CsvStream, columns: Sequence[PgColumn]) -> pa.Table:
-    """Parse the CSV output of a PostgreSQL COPY into an arrow table typed by ``columns``."""
-    keys = [str(i) for i in range(len(columns))]
-    types = {key: col.arrow_type for key, col in zip(keys, columns, strict=True)}
-    try:
-        reader = pcsv.open_csv(
-            io.BufferedReader(stream, _BLOCK_SIZE),
-            read_options=pcsv.ReadOptions(column_names=keys, block_size=_BLOCK_SIZE),
-            parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-            convert_options=pcsv.ConvertOptions(
-                column_types=types,
-                null_values=[NULL_MARKER],
-                true_values=["t"],
-                false_values=["f"],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-                timestamp_parsers=[pcsv.ISO8601],
-            ),
-        )
-        return reader.read_all()
-    except pa.ArrowInvalid:
-        if stream.received:
-            raise
-        return pa.table({key: pa.array([], type=t) for key, t in types.items()})
-
-
-# Sent as to_json(...) text (see _SERVER_EXPRESSIONS), or json already.
-_JSON_VALUES = {"json", "jsonb", "record", "array", "composite"}
-
-
-def typed_table(table: pa.Table, columns: Sequence[PgColumn]) -> pa.Table:
-    """The parsed CSV columns turned into their final arrow types, named as the server named them.
-
-    Intervals become durations, enums ordered dictionaries of their labels, bytea binary,
-    numeric the narrowest decimal that holds every value exactly (asyncpg does not report a
-    column's typmod); json, arrays and records stay text marked for parsing.
-    """
-    arrays = []
-    fields = []
-    for i, col in enumerate(columns):
-        array = table.column(i)
-        metadata = None
-        if col.kind in _JSON_VALUES or col.type_name in _JSON_VALUES:
-            metadata = {KIND: JSON}
-        elif col.type_name == "interval":
-            array = array.cast(pa.duration("us"))
-        elif col.type_name == "numeric":
-            array, exact = _decimal_array(array)
-            metadata = None if exact else {KIND: DECIMAL_TEXT}
-        elif col.type_name == "bytea":
-            array = pa.chunked_array([pa.array([None if v is None else bytes.fromhex(v[2:]) for v in array.to_pylist()],
-                                               pa.binary())])
-        elif col.enum_labels is not None:
-            labels = pa.array(col.enum_labels, pa.string())
-            indices = pc.index_in(array, value_set=labels).cast(pa.int32())
-            array = pa.chunked_array([pa.DictionaryArray.from_arrays(chunk, labels, ordered=True)
-                                      for chunk in indices.chunks], pa.dictionary(pa.int32(), pa.string(), True))
-        arrays.append(array)
-        fields.append(pa.field(col.name, array.type, metadata=metadata))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-
-def _decimal_array(array: pa.ChunkedArray) -> tuple[pa.ChunkedArray, bool]:
-    """Exact decimals: a decimal type wide enough for every value, else the text (NaN, > 76 digits)."""
-    text = pc.utf8_ltrim(array, "-")
-    if pc.any(pc.match_substring_regex(text, "^[A-Za-z]")).as_py():
-        return array, False
-    dot = pc.find_substring(text, ".")
-    length = pc.utf8_length(text)
-    has_dot = pc.greater_equal(dot, 0)
-    scale = pc.max(pc.if_else(has_dot, pc.subtract(pc.subtract(length, dot), 1), 0)).as_py() or 0
-    digits = pc.max(pc.if_else(has_dot, dot, length)).as_py() or 1
-    precision = max(digits + scale, 1)
-    if precision > 76:
-        return array, False
-    return pc.cast(array, (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)), True
-
-
-def _arrow_message(message: str, columns: Sequence[PgColumn]) -> str:
-    """pyarrow's "In CSV column #3: ... invalid value 'infinity'" in the user's terms."""
-    found = re.search(r"column #(\d+).*?invalid value '([^']*)'", message)
-    if not found:
-        return message
-    column = columns[int(found.group(1))]
-    return (f"column {column.name!r} holds {found.group(2)!r}, which has no {column.type_name} equivalent "
-            "in a DataFrame; cast or filter it in the SQL")
 
 
 def _arrow_csv(frame: pd.DataFrame) -> bytes | None:

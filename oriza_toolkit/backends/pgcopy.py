@@ -1,0 +1,405 @@
+"""PostgreSQL's COPY output as typed arrow chunks, parsed off the event loop.
+
+The loop thread only moves bytes: COPY's chunks go into a bounded :class:`Pipe`; a
+thread of the read's own parses them with pyarrow's streaming CSV reader and does all
+the CPU-heavy work (typing each batch, parsing JSON with orjson, and for a whole result
+building the DataFrame), overlapping with the transfer. When the pipe is full the loop
+stops reading the socket, so the server waits too: a slow consumer of :func:`stream`
+holds a few chunks, never the result. A result that fits in the first
+:data:`INLINE_BYTES` is parsed on the loop itself (a small query needs no thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from ..errors import QueryError
+from ..frames import DECIMAL_TEXT, JSON, KIND, parse_json
+
+__all__ = ["Chunk", "PgColumn", "copy_chunks", "copy_sql", "finish_table"]
+
+NULL_MARKER = "\\N"
+BLOCK_SIZE = 4 << 20
+# A result this small is parsed on the loop: starting a thread costs more.
+INLINE_BYTES = 256 << 10
+# COPY bytes buffered before the parser catches up (then the socket waits).
+PIPE_BYTES = 16 << 20
+# Parsed chunks waiting for a slow consumer of a stream.
+QUEUED_CHUNKS = 2
+
+# What the CSV parser relies on, for the COPY's own (implicit) transaction only.
+SETTINGS = "SET LOCAL DateStyle = 'ISO'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'"
+
+_ARROW_INTEGERS = {"int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64(), "oid": pa.int64()}
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "float4": pa.float32(),
+    "float8": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "time": pa.time64("us"),
+    "timestamp": pa.timestamp("us"),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+    "interval": pa.int64(),
+}
+# Types the server converts before COPY; "{}" is the column.
+_SERVER_EXPRESSIONS = {
+    "interval": "(extract(epoch from {}) * 1000000)::int8",
+    "array": "to_json({})",
+    "composite": "to_json({})",
+    "record": "to_json({})",
+}
+# Sent as to_json(...) text (see _SERVER_EXPRESSIONS), or json already.
+_JSON_VALUES = {"json", "jsonb", "record", "array", "composite"}
+
+
+@dataclass(frozen=True)
+class PgColumn:
+    """One result column as the server described it."""
+
+    name: str
+    type_name: str
+    kind: str = "scalar"
+    enum_labels: tuple[str, ...] | None = None
+
+    @property
+    def server_expression(self) -> str | None:
+        return _SERVER_EXPRESSIONS.get(self.kind if self.kind != "scalar" else self.type_name)
+
+    @property
+    def csv_type(self) -> pa.DataType:
+        if self.kind != "scalar":
+            return pa.string()
+        return _ARROW_INTEGERS.get(self.type_name) or _ARROW_TYPES.get(self.type_name, pa.string())
+
+    @property
+    def is_json(self) -> bool:
+        return self.kind in _JSON_VALUES or self.type_name in _JSON_VALUES
+
+
+@dataclass
+class Chunk:
+    """One parsed batch: arrow columns in their final types (numeric still as text, sized
+    once the whole result or the first chunk is known), and each JSON column's values
+    already parsed, by column index."""
+
+    batch: pa.RecordBatch
+    objects: dict[int, list[Any]]
+
+
+def copy_sql(sql: str, columns: Sequence[PgColumn], *, dml: bool = False) -> tuple[str, int]:
+    """The whole simple-query text that streams ``sql`` as CSV, and how many characters
+    precede ``sql`` in it (to map an error position back).
+
+    ``SET LOCAL`` in the same message applies to the COPY's implicit transaction only, so
+    a read is one round trip and transaction-mode pgbouncer keeps it on one server
+    connection. ``sql`` has been prepared already, so it is one statement. A newline ends
+    it so a trailing ``--`` comment cannot swallow what follows.
+    """
+    head = f"{SETTINGS}; COPY ("
+    tail = f"\n) TO STDOUT (FORMAT csv, NULL '{NULL_MARKER}')"
+    if not any(col.server_expression for col in columns):
+        return f"{head}{sql}{tail}", len(head)
+    names = [f"c{i}" for i in range(len(columns))]
+    select = ", ".join((col.server_expression or "{}").format(name) for name, col in zip(names, columns, strict=True))
+    if dml:  # INSERT ... RETURNING can only be a CTE
+        wrap = f"WITH _oz_q({', '.join(names)}) AS ("
+        return f"{head}{wrap}{sql}\n) SELECT {select} FROM _oz_q{tail}", len(head) + len(wrap)
+    wrap = f"SELECT {select} FROM ("
+    return f"{head}{wrap}{sql}\n) AS _oz_q({', '.join(names)}){tail}", len(head) + len(wrap)
+
+
+class Pipe(io.RawIOBase):
+    """COPY's bytes, fed on the loop and read by pyarrow in the parser thread, bounded to
+    :data:`PIPE_BYTES` (:meth:`feed` waits for the reader past that)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop
+        self._chunks: deque[bytes | None] = deque()
+        self._ready = threading.Condition()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._pending = memoryview(b"")
+        self._ended = False
+        self.buffered = 0
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    async def feed(self, data: bytes) -> None:
+        """COPY's sink."""
+        await self._room.wait()
+        with self._ready:
+            self._chunks.append(data)
+            self.buffered += len(data)
+            self.received += len(data)
+            if self.buffered > PIPE_BYTES:
+                self._room.clear()
+            self._ready.notify()
+
+    def end(self) -> None:
+        """No more data (also on failure, so the reader stops)."""
+        with self._ready:
+            self._chunks.append(None)
+            self._ready.notify()
+
+    def drain(self) -> bytes:
+        """Everything fed so far (for a result parsed inline)."""
+        data = b"".join(c for c in self._chunks if c is not None)
+        self._chunks.clear()
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending and not self._ended:
+            with self._ready:
+                while not self._chunks:
+                    self._ready.wait()
+                chunk = self._chunks.popleft()
+                if chunk is not None:
+                    self.buffered -= len(chunk)
+                    if self.buffered <= PIPE_BYTES and not self._room.is_set():
+                        self._loop.call_soon_threadsafe(self._room.set)
+            if chunk is None:
+                self._ended = True
+            else:
+                self._pending = memoryview(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def _batches(source: Any, columns: Sequence[PgColumn]) -> Iterator[pa.RecordBatch]:
+    keys = [str(i) for i in range(len(columns))]
+    types = {key: col.csv_type for key, col in zip(keys, columns, strict=True)}
+    try:
+        reader = pcsv.open_csv(
+            source,
+            read_options=pcsv.ReadOptions(column_names=keys, block_size=BLOCK_SIZE),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types,
+                null_values=[NULL_MARKER],
+                true_values=["t"],
+                false_values=["f"],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                timestamp_parsers=[pcsv.ISO8601],
+            ),
+        )
+    except pa.ArrowInvalid as error:
+        if "Empty CSV file" not in str(error):
+            raise
+        return
+    yield from reader
+
+
+def typed_chunk(batch: pa.RecordBatch, columns: Sequence[PgColumn]) -> Chunk:
+    """A parsed CSV batch in final arrow types, named as the server named them.
+
+    Intervals become durations, enums ordered dictionaries of their labels, bytea binary;
+    JSON (json, jsonb, arrays, records) stays text, marked, and is also parsed here.
+    """
+    arrays = []
+    fields = []
+    objects: dict[int, list[Any]] = {}
+    for i, col in enumerate(columns):
+        array = batch.column(i)
+        metadata = None
+        if col.is_json:
+            metadata = {KIND: JSON}
+            objects[i] = [None if text is None else parse_json(text) for text in array.to_pylist()]
+        elif col.type_name == "interval":
+            array = array.cast(pa.duration("us"))
+        elif col.type_name == "numeric":
+            metadata = {KIND: DECIMAL_TEXT}  # sized by finish_table
+        elif col.type_name == "bytea":
+            array = pa.array([None if v is None else bytes.fromhex(v[2:]) for v in array.to_pylist()], pa.binary())
+        elif col.enum_labels is not None:
+            labels = pa.array(col.enum_labels, pa.string())
+            indices = pc.index_in(array, value_set=labels).cast(pa.int32())
+            array = pa.DictionaryArray.from_arrays(indices, labels, ordered=True)
+        arrays.append(array)
+        fields.append(pa.field(col.name, array.type, metadata=metadata))
+    return Chunk(pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)), objects)
+
+
+def empty_chunk(columns: Sequence[PgColumn]) -> Chunk:
+    """The zero-row chunk of ``columns`` (a result with no rows still has its schema)."""
+    batch = pa.RecordBatch.from_arrays([pa.array([], col.csv_type) for col in columns],
+                                       names=[str(i) for i in range(len(columns))])
+    return typed_chunk(batch, columns)
+
+
+def split_chunks(chunks: Sequence[Chunk], rows: int) -> tuple[Chunk, list[Chunk]]:
+    """The first ``rows`` rows of ``chunks`` as one chunk, and the rest."""
+    table = pa.Table.from_batches([c.batch for c in chunks])
+    objects = {i: [v for c in chunks for v in c.objects[i]] for i in chunks[0].objects}
+    head = table.slice(0, rows).combine_chunks()
+    rest = table.slice(rows).combine_chunks()
+    batch = head.to_batches()[0] if head.num_rows else pa.RecordBatch.from_pylist([], schema=head.schema)
+    remainder = [Chunk(b, {i: values[rows:] for i, values in objects.items()}) for b in rest.to_batches()[:1]]
+    return Chunk(batch, {i: values[:rows] for i, values in objects.items()}), remainder
+
+
+def finish_table(chunks: Sequence[Chunk], decimals: dict[int, pa.DataType] | None = None) -> pa.Table:
+    """The chunks as one table, numeric columns as exact decimals.
+
+    ``decimals`` fixes each numeric column's type (a stream sizes them from its first
+    chunk); otherwise each gets the narrowest decimal that holds every value exactly
+    (asyncpg does not report a column's declared precision), or stays text (NaN,
+    Infinity, more than 76 digits).
+    """
+    table = pa.Table.from_batches([c.batch for c in chunks])
+    for i, field in enumerate(table.schema):
+        if (field.metadata or {}).get(KIND) != DECIMAL_TEXT:
+            continue
+        kind = decimals[i] if decimals is not None and i in decimals else decimal_type(table.column(i))
+        if kind is not None:
+            try:
+                column = pc.cast(table.column(i), kind)
+            except pa.ArrowInvalid:
+                raise QueryError("query", "", f"column {field.name!r} has a value that does not fit {kind} "
+                                 "(sized from the stream's first chunk); cast it in the SQL, "
+                                 f"e.g. {field.name}::numeric(38, 10)") from None
+            table = table.set_column(i, pa.field(field.name, kind), column)
+    return table
+
+
+def decimal_type(array: pa.ChunkedArray | pa.Array) -> pa.DataType | None:
+    """The narrowest decimal type holding every value of a column of numeric text, or None."""
+    text = pc.utf8_ltrim(array, "-")
+    if pc.any(pc.match_substring_regex(text, "^[A-Za-z]")).as_py():
+        return None
+    dot = pc.find_substring(text, ".")
+    length = pc.utf8_length(text)
+    has_dot = pc.greater_equal(dot, 0)
+    scale = pc.max(pc.if_else(has_dot, pc.subtract(pc.subtract(length, dot), 1), 0)).as_py() or 0
+    digits = pc.max(pc.if_else(has_dot, dot, length)).as_py() or 1
+    precision = max(digits + scale, 1)
+    if precision > 76:
+        return None
+    return (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)
+
+
+def stream_decimals(chunk: Chunk) -> dict[int, pa.DataType]:
+    """Fixed numeric types for a stream, from its first chunk: that chunk's scale, and the
+    widest precision of the decimal type it needs (38 or 76 digits)."""
+    fixed = {}
+    for i, field in enumerate(chunk.batch.schema):
+        if (field.metadata or {}).get(KIND) == DECIMAL_TEXT:
+            kind = decimal_type(chunk.batch.column(i))
+            if kind is not None:
+                fixed[i] = pa.decimal128(38, kind.scale) if kind.precision <= 38 else pa.decimal256(76, kind.scale)
+    return fixed
+
+
+async def copy_chunks(
+    copy_out: Callable[[Callable[[bytes], Any]], Any],
+    columns: Sequence[PgColumn],
+    *,
+    convert: Callable[[list[Chunk]], Any],
+    rows: int | None = None,
+) -> AsyncIterator[Any]:
+    """Run ``copy_out(sink)`` and yield ``convert(chunks)`` for the parsed result.
+
+    Given ``rows``, ``convert`` gets one chunk of that many rows at a time (the last may
+    be shorter; an empty one for no rows) and at most :data:`QUEUED_CHUNKS` wait for the
+    consumer; otherwise it gets every chunk once, in the parser thread. Closing the iterator early cancels
+    the COPY (on the server too) and stops the parser thread.
+    """
+    loop = asyncio.get_running_loop()
+    pipe = Pipe(loop)
+    out: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=QUEUED_CHUNKS if rows else 0)
+    stop = threading.Event()
+    started = asyncio.Event()
+    thread: threading.Thread | None = None
+
+    def parse(source: Any, emit: Callable[[str, Any], None]) -> None:
+        try:
+            chunks: list[Chunk] = []
+            held = emitted = 0
+            for batch in _batches(source, columns):
+                if stop.is_set():
+                    return
+                chunks.append(typed_chunk(batch, columns))
+                held += batch.num_rows
+                while rows is not None and held >= rows:
+                    head, chunks = split_chunks(chunks, rows)
+                    held -= rows
+                    emit("item", convert([head]))
+                    emitted += 1
+            if rows is None or held or not emitted:
+                emit("item", convert(chunks or [empty_chunk(columns)]))
+            emit("end", None)
+        except BaseException as error:  # surfaced on the loop, where the caller awaits
+            emit("error", error)
+
+    def emit_from_thread(kind: str, value: Any) -> None:
+        if not stop.is_set():
+            asyncio.run_coroutine_threadsafe(out.put((kind, value)), loop).result()
+
+    async def sink(data: bytes) -> None:
+        nonlocal thread
+        await pipe.feed(data)
+        if thread is None and pipe.buffered > INLINE_BYTES:
+            thread = threading.Thread(target=parse, args=(io.BufferedReader(pipe, BLOCK_SIZE), emit_from_thread),
+                                      name="oriza-copy-parser", daemon=True)
+            thread.start()
+            started.set()
+
+    copying = asyncio.ensure_future(copy_out(sink))
+    copying.add_done_callback(lambda _: pipe.end())
+    waiting = asyncio.ensure_future(started.wait())
+    try:
+        await asyncio.wait({copying, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        inline: deque[tuple[str, Any]] | None = None
+        if thread is None:  # the whole result arrived in a few chunks: parse it here
+            await copying
+            inline = deque()
+            parse(io.BytesIO(pipe.drain()), lambda kind, value: inline.append((kind, value)))
+        while True:
+            kind, value = inline.popleft() if inline is not None else await out.get()
+            if kind == "item":
+                yield value
+                continue
+            if copying.done() or kind == "end":
+                await copying  # a server error mid-COPY explains a truncated CSV
+            if kind == "error":
+                raise value
+            return
+    finally:
+        stop.set()
+        waiting.cancel()
+        if not copying.done():
+            copying.cancel()
+        await asyncio.gather(copying, return_exceptions=True)
+        while thread is not None and thread.is_alive():  # let a blocked put through
+            while not out.empty():
+                out.get_nowait()
+            await asyncio.sleep(0.001)
+
+
+_CSV_POSITION = re.compile(r"column #(\d+).*?invalid value '([^']*)'")
+
+
+def arrow_message(message: str, columns: Sequence[PgColumn]) -> str:
+    """pyarrow's "In CSV column #3: ... invalid value 'infinity'" in the user's terms."""
+    found = _CSV_POSITION.search(message)
+    if not found:
+        return message
+    column = columns[int(found.group(1))]
+    return (f"column {column.name!r} holds {found.group(2)!r}, which has no {column.type_name} equivalent "
+            "in a DataFrame; cast or filter it in the SQL")
