@@ -14,7 +14,9 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-__all__ = ["ParsedSQL", "parameter_names", "parse", "quote_literal", "quote_type", "split_statements"]
+__all__ = [
+    "ParsedSQL", "parameter_names", "parse", "quote_identifier", "quote_literal", "quote_type", "split_statements",
+]
 
 _IDENT_START = re.compile(r"[A-Za-z_\u0080-\uffff]")
 _IDENT = re.compile(r"[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*")
@@ -252,10 +254,10 @@ def quote_type(schema: str, name: str) -> str:
     """A type as SQL, e.g. ``"pg_catalog"."int4"[]`` for asyncpg's ``int4[]``."""
     array = name.endswith("[]")
     base = name[:-2] if array else name
-    return f"{_quote_ident(schema)}.{_quote_ident(base)}" + ("[]" if array else "")
+    return f"{quote_identifier(schema)}.{quote_identifier(base)}" + ("[]" if array else "")
 
 
-def _quote_ident(name: str) -> str:
+def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
+import os
 import weakref
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import pandas as pd
+import pyarrow as pa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import _loop, queries
-from .backends import backend_for
+from .backends import Backend, Form, backend_for
 from .config import database_url, mask_url
 from .errors import BatchError, ConfigError, OrizaError, QueryError
+from .parquet import ParquetSink, check_parquet
 from .progress import BatchProgress, ElapsedTimer
 from .queries import Params, QuerySpec, Statement, check_batch, check_params, check_statement, check_timeout
 from .writes import IfExists, check_write, write_frame
@@ -25,6 +29,8 @@ from .writes import IfExists, check_write, write_frame
 __all__ = ["Database", "connect"]
 
 T = TypeVar("T")
+# Rows per chunk of a stream (and of a Parquet write) unless the call says.
+STREAM_ROWS = 100_000
 _open: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
@@ -78,9 +84,16 @@ class Database:
 
     @property
     def pool_size(self) -> int:
-        """How many connections the pool keeps (the default batch concurrency)."""
+        """How many connections the pool keeps open between queries."""
         size = getattr(self.engine.pool, "size", None)
         return int(size()) if callable(size) else 5
+
+    @property
+    def max_concurrency(self) -> int:
+        """How many queries a batch runs at once by default: every connection the pool can
+        give, its overflow included (SQLAlchemy's defaults: 5 kept + 10 more = 15)."""
+        overflow = getattr(self.engine.pool, "_max_overflow", 0)
+        return self.pool_size + max(int(overflow), 0)
 
     # -- the async core ---------------------------------------------------------------
 
@@ -112,11 +125,52 @@ class Database:
 
     # -- coroutines, after the checks that need no server ---------------------------------
 
-    def _query(self, sql: Statement, params: Params | None, timeout: float | None
-               ) -> tuple[Coroutine[Any, Any, pd.DataFrame], ElapsedTimer]:
+    def _query(self, sql: Statement, params: Params | None, timeout: float | None, form: Form = "frame",
+               partition_on: str | None = None, partitions: int | None = None,
+               replicas: Sequence[Database | str] = ()) -> tuple[Coroutine[Any, Any, Any], ElapsedTimer]:
         check_statement(sql, params)
         check_timeout(timeout)
-        return queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout), ElapsedTimer()
+        if partition_on is None and partitions is None and not replicas:
+            return queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout, form=form), \
+                ElapsedTimer()
+        sources = self._partition_sources(sql, partition_on, partitions, replicas)
+        if self.dialect != "postgresql":  # one file, one reader: nothing to split
+            return queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout, form=form), \
+                ElapsedTimer()
+        assert isinstance(sql, str) and partition_on is not None
+        return queries.fetch_partitioned(sources, sql, params, column=partition_on, partitions=partitions or 1,
+                                         form=form, timeout=timeout), ElapsedTimer()
+
+    def _partition_sources(self, sql: Statement, partition_on: object, partitions: object, replicas: object
+                           ) -> list[tuple[AsyncEngine, Backend]]:
+        if not isinstance(partition_on, str) or not partition_on:
+            raise TypeError(f"partition_on must name a column of the query's result, not {partition_on!r}")
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ValueError(f"partitions must be a whole number of at least 1, not {partitions!r}")
+        if not isinstance(sql, str):
+            raise TypeError("partitioned reads take SQL text, not a SQLAlchemy statement")
+        if isinstance(replicas, (str, Database)) or not isinstance(replicas, Sequence):
+            raise TypeError(f"replicas must be a list of Database objects or connection names, not {replicas!r}")
+        from . import connections  # it imports this module
+
+        servers = [self]
+        for replica in replicas:
+            if isinstance(replica, str):
+                replica = connections.get(replica)
+            if not isinstance(replica, Database):
+                raise TypeError(f"replicas must be Database objects or connection names, not {replica!r}")
+            if replica.dialect != self.dialect:
+                raise ValueError(f"replica {replica!r} is {replica.dialect}, not {self.dialect}")
+            servers.append(replica)
+        return [(server.engine, server.backend) for server in servers]
+
+    def _stream(self, sql: Statement, params: Params | None, rows: object, arrow: bool) -> AsyncGenerator[Any, None]:
+        check_statement(sql, params, name="stream")
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ValueError(f"rows must be a whole number of at least 1, not {rows!r}")
+        if self._closed:
+            raise OrizaError(f"{self!r} is closed; call oz.connect() for a new one")
+        return queries.stream_chunks(self.engine, self.backend, sql, params, rows=rows, arrow=arrow)
 
     def _query_many(
         self,
@@ -140,7 +194,7 @@ class Database:
         progress: BatchProgress,
     ) -> dict[str, Any]:
         outcomes = await queries.fetch_frames(
-            self.engine, self.backend, queries_, max_concurrency=max_concurrency or self.pool_size,
+            self.engine, self.backend, queries_, max_concurrency=max_concurrency or self.max_concurrency,
             timeout=timeout, progress=progress,
         )
         failed = {name: out for name, out in outcomes.items() if isinstance(out, QueryError)}
@@ -178,7 +232,14 @@ class Database:
     # -- awaitable API ------------------------------------------------------------------
 
     async def aquery(
-        self, sql: Statement, params: Params | None = None, *, timeout: float | None = None
+        self,
+        sql: Statement,
+        params: Params | None = None,
+        *,
+        timeout: float | None = None,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+        replicas: Sequence[Database | str] = (),
     ) -> pd.DataFrame:
         """Run one query; return its rows as a DataFrame.
 
@@ -186,11 +247,104 @@ class Database:
         ``params`` maps each name to its value; ``timeout`` (seconds) cancels it on the
         server when it runs too long.
 
+        ``partition_on="col", partitions=N`` reads a big result as N ranges of ``col`` (a
+        number, date or timestamp column of the result) over N connections at once, as
+        connectorx does: the same columns, dtypes and rows as one read, ordered by range.
+        ``replicas`` (Database objects or connection names of servers holding the same
+        data) share the ranges with this one. The ranges are separate transactions: on a
+        table being written to, they may see different moments. On SQLite the query is
+        read whole.
+
         Example::
 
             df = await db.aquery("select * from flights where origin = :o", {"o": "JFK"})
+            big = await db.aquery("select * from events", partition_on="id", partitions=4)
         """
-        return await self._arun(*self._query(sql, params, timeout))
+        return await self._arun(*self._query(sql, params, timeout, "frame", partition_on, partitions, replicas))
+
+    async def aquery_arrow(
+        self,
+        sql: Statement,
+        params: Params | None = None,
+        *,
+        timeout: float | None = None,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+        replicas: Sequence[Database | str] = (),
+    ) -> pa.Table:
+        """Run one query; return its rows as a ``pyarrow.Table`` (polars, DuckDB and
+        pandas take it without copying). Options as for :meth:`aquery`.
+
+        Column types: integers, floats, booleans, dates, timestamps (UTC for timestamptz),
+        durations for intervals, exact decimals for numeric, dictionaries for enums,
+        binary for bytea, and text for everything else; JSON, arrays and records are
+        their JSON text, marked ``{"oriza.kind": "json"}`` in the field's metadata.
+
+        Example::
+
+            import polars as pl
+            df = pl.from_arrow(await db.aquery_arrow("select * from flights"))
+        """
+        return await self._arun(*self._query(sql, params, timeout, "arrow", partition_on, partitions, replicas))
+
+    def astream(
+        self, sql: Statement, params: Params | None = None, *, rows: int = STREAM_ROWS, arrow: bool = False
+    ) -> AsyncGenerator[Any, None]:
+        """Run one query and yield its rows in chunks of ``rows`` (the last may be shorter):
+        DataFrames, or with ``arrow=True`` ``pyarrow.RecordBatch`` es, every chunk with the
+        same columns and dtypes (a result with no rows yields one empty chunk). Only a few
+        chunks are held at a time: the server waits while you work on one. Breaking out
+        of the loop (or an interrupt) cancels the query on the server.
+
+        Numeric columns get their decimal scale from the first chunk; a later value with
+        more decimals raises a one-line error naming the column (cast it in the SQL).
+
+        Example::
+
+            async for chunk in db.astream("select * from events", rows=100_000):
+                totals.append(chunk.groupby("kind").size())
+        """
+        chunks = self._stream(sql, params, rows, arrow)
+
+        async def relay() -> AsyncGenerator[Any, None]:
+            try:
+                while (chunk := await self._arun(_next(chunks))) is not _END:
+                    yield chunk
+            finally:
+                await _loop.arun(chunks.aclose())
+
+        return relay()
+
+    async def ato_parquet(
+        self,
+        sql: Statement,
+        path: str | os.PathLike[str],
+        params: Params | None = None,
+        *,
+        rows_per_file: int | None = None,
+        rows: int = STREAM_ROWS,
+    ) -> int:
+        """Stream a query's result into a Parquet file at ``path``, or with
+        ``rows_per_file`` into a directory of parts (``part-00000.parquet``, ...) that
+        DuckDB, polars, Spark and Dask read as one table; return the number of rows.
+
+        Memory holds a few chunks of ``rows`` rows, never the result. A failed or
+        interrupted write removes what it wrote.
+
+        Example::
+
+            await db.ato_parquet("select * from flights", "flights.parquet")
+        """
+        check_parquet(path, rows_per_file)
+        sink = ParquetSink(path, rows_per_file)
+        try:
+            async for batch in self.astream(sql, params, rows=rows, arrow=True):
+                await asyncio.to_thread(sink.write, batch)
+        except BaseException:
+            sink.abort()
+            raise
+        sink.close()
+        return sink.rows
 
     async def aquery_many(
         self,
@@ -204,7 +358,8 @@ class Database:
         """Run many named queries at once; return ``{name: DataFrame}``.
 
         Each value of ``queries_`` is SQL or ``(SQL, params)``. At most
-        ``max_concurrency`` (default: the pool size) run at a time. Every query runs to
+        ``max_concurrency`` (default: :attr:`max_concurrency`, what the pool can give)
+        run at a time. Every query runs to
         its end; then, with ``errors="raise"``, a :class:`BatchError` names the failed
         ones and carries the others' results, and with ``errors="return"`` the failed
         entries hold their :class:`QueryError`. ``progress`` (default:
@@ -287,9 +442,76 @@ class Database:
 
     # -- blocking twins -----------------------------------------------------------------
 
-    def query(self, sql: Statement, params: Params | None = None, *, timeout: float | None = None) -> pd.DataFrame:
+    def query(
+        self,
+        sql: Statement,
+        params: Params | None = None,
+        *,
+        timeout: float | None = None,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+        replicas: Sequence[Database | str] = (),
+    ) -> pd.DataFrame:
         """Blocking :meth:`aquery`. Example: ``db.query("select 1 as x")``."""
-        return self._run(*self._query(sql, params, timeout))
+        frame: pd.DataFrame = self._run(*self._query(sql, params, timeout, "frame", partition_on, partitions,
+                                                     replicas))
+        return frame
+
+    def query_arrow(
+        self,
+        sql: Statement,
+        params: Params | None = None,
+        *,
+        timeout: float | None = None,
+        partition_on: str | None = None,
+        partitions: int | None = None,
+        replicas: Sequence[Database | str] = (),
+    ) -> pa.Table:
+        """Blocking :meth:`aquery_arrow`. Example: ``db.query_arrow("select * from flights")``."""
+        return self._run(*self._query(sql, params, timeout, "arrow", partition_on, partitions, replicas))
+
+    def stream(
+        self, sql: Statement, params: Params | None = None, *, rows: int = STREAM_ROWS, arrow: bool = False
+    ) -> Iterator[Any]:
+        """Blocking :meth:`astream`.
+
+        Example::
+
+            for chunk in db.stream("select * from events", rows=100_000):
+                print(len(chunk))
+        """
+        chunks = self._stream(sql, params, rows, arrow)
+
+        def relay() -> Iterator[Any]:
+            try:
+                while (chunk := self._run(_next(chunks))) is not _END:
+                    yield chunk
+            finally:
+                _loop.run(chunks.aclose())
+
+        return relay()
+
+    def to_parquet(
+        self,
+        sql: Statement,
+        path: str | os.PathLike[str],
+        params: Params | None = None,
+        *,
+        rows_per_file: int | None = None,
+        rows: int = STREAM_ROWS,
+    ) -> int:
+        """Blocking :meth:`ato_parquet`. Example: ``db.to_parquet("select * from flights", "flights/",
+        rows_per_file=1_000_000)``."""
+        check_parquet(path, rows_per_file)
+        sink = ParquetSink(path, rows_per_file)
+        try:
+            for batch in self.stream(sql, params, rows=rows, arrow=True):
+                sink.write(batch)
+        except BaseException:
+            sink.abort()
+            raise
+        sink.close()
+        return sink.rows
 
     def query_many(
         self,
@@ -357,6 +579,17 @@ class Database:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+_END = object()
+
+
+async def _next(chunks: AsyncGenerator[Any, None]) -> Any:
+    """The next chunk of a stream, or ``_END``."""
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        return _END
 
 
 def connect(url: str | URL | None = None, **engine_options: Any) -> Database:

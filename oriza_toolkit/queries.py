@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import JSON, bindparam, inspect, text
 from sqlalchemy import exc as sa_exc
@@ -23,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from . import _sql
-from .backends import Backend
+from .backends import Backend, Form
 from .backends.sqlite import WRITE_OPTION
 from .config import DEFAULT_CONNECT_TIMEOUT, asyncpg_connect_args, describe_location, mask_url
 from .errors import DatabaseConnectionError, OrizaError, QueryError, QueryTimeoutError
@@ -43,7 +45,9 @@ __all__ = [
     "execute",
     "fetch_frame",
     "fetch_frames",
+    "fetch_partitioned",
     "parameter_names",
+    "stream_chunks",
     "table_names",
 ]
 
@@ -288,10 +292,96 @@ async def fetch_frame(
     *,
     name: str = "query",
     timeout: float | None = None,
-) -> pd.DataFrame:
-    """Run one query and return its rows as a DataFrame (see frames.py for dtypes)."""
+    form: Form = "frame",
+) -> Any:
+    """Run one query and return its rows as a DataFrame (see frames.py for dtypes), or as
+    the backend's other ``form``: a pyarrow Table, or parts to combine."""
     async with _running(name, sql, timeout, engine, backend), connection(engine) as conn:
-        return await backend.read(conn, sql, params)
+        return await backend.read(conn, sql, params, form)
+
+
+async def stream_chunks(
+    engine: AsyncEngine, backend: Backend, sql: Statement, params: Params | None, *, rows: int, arrow: bool
+) -> AsyncGenerator[Any, None]:
+    """The rows of one query in chunks of ``rows``, on one pooled connection held until the
+    last chunk is read or the iterator is closed (which cancels the query on the server)."""
+    with _raising_query_errors("stream", sql, engine.dialect):
+        async with connection(engine) as conn:
+            chunks = backend.stream(conn, sql, params, rows, arrow)
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    yield chunk
+
+
+_PARTITION_TYPES = {"smallint", "integer", "bigint", "numeric", "real", "double precision", "date",
+                    "timestamp without time zone", "timestamp with time zone"}
+
+
+async def fetch_partitioned(
+    sources: Sequence[tuple[AsyncEngine, Backend]],
+    sql: str,
+    params: Params | None,
+    *,
+    column: str,
+    partitions: int,
+    form: Form,
+    timeout: float | None = None,
+) -> Any:
+    """One query read as ``partitions`` ranges of ``column``, all at once, spread over
+    ``sources`` (the first also finds the ranges); the same columns and dtypes as one read.
+
+    As connectorx does: ``min``/``max`` of the column over the whole query first, then one
+    query per range (NULLs go with the first).
+    """
+    engine, backend = sources[0]
+    used = set(_sql.parameter_names(sql))
+    if used & {"_oz_low", "_oz_high"}:
+        raise ValueError("query uses a parameter name reserved for partitioned reads (:_oz_low, :_oz_high)")
+    inner = sql.rstrip().rstrip(";")
+    ident = _sql.quote_identifier(column)
+    bounds = (f"SELECT min({ident}) AS low, max({ident}) AS high, pg_typeof(min({ident}))::text AS kind "
+              f"FROM ({inner}\n) AS _oz_q")
+    async with _running("query", sql, timeout, engine, backend):
+        found = await fetch_frame(engine, backend, bounds, params, timeout=timeout)
+    low, high, kind = found["low"].iloc[0], found["high"].iloc[0], str(found["kind"].iloc[0])
+    if kind not in _PARTITION_TYPES:
+        raise QueryError("query", sql, f"partition_on column {column!r} is {kind}; partition on a number, "
+                         "date or timestamp column")
+    if pd.isna(low):  # no rows, or only NULLs
+        return await fetch_frame(engine, backend, sql, params, timeout=timeout, form=form)
+    edges = _edges(low, high, partitions)
+    queries_ = []
+    for i, (start, end) in enumerate(itertools.pairwise(edges)):
+        last = i == len(edges) - 2
+        where = f"{ident} >= :_oz_low AND {ident} {'<=' if last else '<'} :_oz_high"
+        if i == 0:
+            where = f"({where}) OR {ident} IS NULL"
+        queries_.append((f"SELECT * FROM ({inner}\n) AS _oz_q WHERE {where}",
+                         {**(params or {}), "_oz_low": start, "_oz_high": end}))
+
+    async def one(index: int) -> Any:
+        where_engine, where_backend = sources[index % len(sources)]
+        part_sql, part_params = queries_[index]
+        return await fetch_frame(where_engine, where_backend, part_sql, part_params, name="query",
+                                 timeout=timeout, form="parts")
+
+    async with _running("query", sql, timeout, engine, backend):
+        parts = await asyncio.gather(*(one(i) for i in range(len(queries_))))
+    return backend.combine(parts, form)
+
+
+def _edges(low: Any, high: Any, partitions: int) -> list[Any]:
+    """``partitions + 1`` ascending bounds from ``low`` to ``high`` (fewer if the range is narrow)."""
+    if isinstance(low, pd.Timestamp):
+        low, high = low.to_pydatetime(), high.to_pydatetime()
+    if isinstance(low, (int, np.integer)):
+        low, high = int(low), int(high)
+        step = max((high - low) // partitions, 1)
+        edges = list(range(low, high, step))[:partitions]
+    else:
+        width = (high - low) / partitions
+        edges = [low + width * i for i in range(partitions)] if width else [low]
+    return [*edges, high]
 
 
 @asynccontextmanager
@@ -338,7 +428,7 @@ async def fetch_frames(
                 raise
             if progress:
                 progress.record(name, rows=len(frame), seconds=time.perf_counter() - start)
-            return frame
+            return cast(pd.DataFrame, frame)
 
     names = list(queries)
     outcomes = await asyncio.gather(*(one(n, queries[n]) for n in names), return_exceptions=True)

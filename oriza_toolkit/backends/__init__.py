@@ -6,7 +6,8 @@ arrow and writes a DataFrame; everything dialect-free lives in ``queries.py``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncGenerator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -15,7 +16,10 @@ if TYPE_CHECKING:
 
     from ..queries import Params, Statement
 
-__all__ = ["Backend", "backend_for"]
+__all__ = ["Backend", "Form", "backend_for"]
+
+# What a read returns: a DataFrame, a pyarrow Table, or parts to combine with others'.
+Form = Literal["frame", "arrow", "parts"]
 
 
 class Backend(Protocol):
@@ -25,7 +29,13 @@ class Backend(Protocol):
 
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine: ...
 
-    async def read(self, conn: AsyncConnection, sql: Statement, params: Params | None) -> pd.DataFrame: ...
+    async def read(self, conn: AsyncConnection, sql: Statement, params: Params | None, form: Form = "frame"
+                   ) -> Any: ...
+
+    def stream(self, conn: AsyncConnection, sql: Statement, params: Params | None, rows: int, arrow: bool
+               ) -> AsyncGenerator[Any, None]: ...
+
+    def combine(self, parts: Sequence[Any], form: Form) -> Any: ...
 
     async def write(
         self, conn: AsyncConnection, frame: pd.DataFrame, table: str, schema: str | None, encoded: Any

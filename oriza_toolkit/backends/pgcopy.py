@@ -16,7 +16,7 @@ import io
 import re
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -312,7 +312,7 @@ async def copy_chunks(
     *,
     convert: Callable[[list[Chunk]], Any],
     rows: int | None = None,
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Run ``copy_out(sink)`` and yield ``convert(chunks)`` for the parsed result.
 
     Given ``rows``, ``convert`` gets one chunk of that many rows at a time (the last may

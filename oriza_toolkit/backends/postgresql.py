@@ -28,10 +28,10 @@ import io
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -47,12 +47,10 @@ from .. import _sql
 from ..config import asyncpg_connect_args
 from ..errors import QueryError
 from ..frames import frame_from_arrow, frame_from_rows, rows_affected
+from . import Form
 from .pgcopy import Chunk, PgColumn, arrow_message, copy_chunks, copy_sql, finish_table, stream_decimals
 
-__all__ = ["Form", "Parts", "PostgresBackend"]
-
-# What a read returns: a DataFrame, a pyarrow Table, or Parts to combine with others.
-Form = Literal["frame", "arrow", "parts"]
+__all__ = ["Parts", "PostgresBackend"]
 
 # Startup parameters pgbouncer accepts by default (it tracks these per client).
 STARTUP_SETTINGS = {"TimeZone": "UTC", "application_name": "oriza_toolkit"}
@@ -105,10 +103,10 @@ class PostgresBackend:
                 return result
         raise AssertionError("a read yields one result")
 
-    def stream(self, conn: AsyncConnection, sql: Any, params: Any, rows: int, arrow: bool) -> AsyncIterator[Any]:
+    def stream(self, conn: AsyncConnection, sql: Any, params: Any, rows: int, arrow: bool) -> AsyncGenerator[Any, None]:
         """The result in chunks of ``rows`` rows: DataFrames, or arrow record batches."""
 
-        async def chunks() -> AsyncIterator[Any]:
+        async def chunks() -> AsyncGenerator[Any, None]:
             results = _results(await _driver(conn), _positional(sql, params, conn.dialect),
                                "arrow" if arrow else "frame", rows)
             async with contextlib.aclosing(results):
@@ -206,7 +204,7 @@ def _convert(form: Form, fixed: dict[int, pa.DataType] | None) -> Callable[[list
 
 
 async def _results(driver: Any, positional: tuple[_Statement, list[Any], dict[str, str]], form: Form,
-                   rows: int | None) -> AsyncIterator[Any]:
+                   rows: int | None) -> AsyncGenerator[Any, None]:
     """Read one statement; yield the result whole, or in chunks of ``rows`` rows."""
     statement, args, names = positional
     parsed = statement.parsed

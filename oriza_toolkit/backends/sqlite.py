@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import AsyncGenerator, Coroutine, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncResult, create_async_engine
 
 from .. import _sql
 from ..frames import frame_from_rows, rows_affected
+from . import Form
 
 __all__ = ["WRITE_OPTION", "SQLiteBackend"]
 
@@ -43,23 +46,21 @@ class SQLiteBackend:
         _make_transactional(engine)
         return engine
 
-    async def read(self, conn: AsyncConnection, sql: Any, params: Any) -> pd.DataFrame:
+    async def read(self, conn: AsyncConnection, sql: Any, params: Any, form: Form = "frame") -> Any:
         """Text SQL goes to sqlite3 itself (autocommit: a session's own BEGIN and COMMIT work
-        as typed); a Core statement through SQLAlchemy, which types its results."""
+        as typed); a Core statement through SQLAlchemy, which types its results. Rows become
+        columns in a worker thread, not on the loop."""
+        driver = await _driver(conn)
         if not isinstance(sql, str):
-            result = await _interruptible(await _driver(conn), conn.execute(sql, dict(params or {})))
+            result = await _interruptible(driver, conn.execute(sql, dict(params or {})))
             if not result.returns_rows:
                 await conn.commit()
-                return rows_affected(result.rowcount if result.rowcount >= 0 else None)
-            return frame_from_rows(result.fetchall(), list(result.keys()))
-        parsed = _sql.parse(sql)
-        parsed.require(params)
-        values = dict(params or {})
-        statement, _ = parsed.render(lambda key: "?")
-        driver = await _driver(conn)
+                return _in_form(rows_affected(result.rowcount if result.rowcount >= 0 else None), form)
+            return _in_form(await asyncio.to_thread(frame_from_rows, result.fetchall(), list(result.keys())), form)
+        statement, values = _positional(sql, params)
 
         async def run() -> tuple[list[Any], list[str] | None, int]:
-            cursor = await driver.execute(statement, tuple(values[key] for key in parsed.params))
+            cursor = await driver.execute(statement, values)
             try:
                 rows = list(await cursor.fetchall())
                 names = [d[0] for d in cursor.description] if cursor.description else None
@@ -69,8 +70,47 @@ class SQLiteBackend:
 
         rows, names, rowcount = await _interruptible(driver, run())
         if names is None:
-            return rows_affected(rowcount if rowcount >= 0 else None)
-        return frame_from_rows(rows, names)
+            return _in_form(rows_affected(rowcount if rowcount >= 0 else None), form)
+        return _in_form(await asyncio.to_thread(frame_from_rows, rows, names), form)
+
+    def stream(self, conn: AsyncConnection, sql: Any, params: Any, rows: int, arrow: bool
+               ) -> AsyncGenerator[Any, None]:
+        """The result in chunks of ``rows`` rows, each with the first chunk's dtypes."""
+
+        async def chunks() -> AsyncGenerator[Any, None]:
+            driver = await _driver(conn)
+            if isinstance(sql, str):
+                statement, values = _positional(sql, params)
+                cursor = await _interruptible(driver, driver.execute(statement, values))
+                names = [d[0] for d in cursor.description] if cursor.description else []
+                fetch = cursor.fetchmany
+            else:
+
+                async def start() -> AsyncResult[Any]:
+                    return cast(AsyncResult[Any], await conn.stream(sql, dict(params or {})))
+
+                result = await _interruptible(driver, start())
+                names = list(result.keys())
+                fetch = result.fetchmany
+            first: pd.DataFrame | None = None
+            while True:
+                batch = await _interruptible(driver, fetch(rows))
+                if not batch and first is not None:
+                    return
+                frame = await asyncio.to_thread(frame_from_rows, batch, names)
+                if first is None:
+                    first = frame
+                else:
+                    frame = frame.astype({c: t for c, t in first.dtypes.items() if t is not np.dtype(object)})
+                yield pa.RecordBatch.from_pandas(frame, preserve_index=False) if arrow else frame
+                if len(batch) < rows:
+                    return
+
+        return chunks()
+
+    def combine(self, parts: Sequence[Any], form: Form) -> Any:
+        frames = [part for part in parts if isinstance(part, pd.DataFrame)]
+        return _in_form(pd.concat(frames, ignore_index=True), form)
 
     def encode(self, frame: pd.DataFrame) -> None:
         return None
@@ -101,6 +141,22 @@ async def _interruptible(driver: Any, work: Coroutine[Any, Any, T]) -> T:
         with contextlib.suppress(Exception):
             await running
         raise
+
+
+def _positional(sql: str, params: Any) -> tuple[str, tuple[Any, ...]]:
+    """``sql`` with ``?`` placeholders where the lexer found parameters, and their values."""
+    parsed = _sql.parse(sql)
+    parsed.require(params)
+    values = dict(params or {})
+    statement, _ = parsed.render(lambda key: "?")
+    return statement, tuple(values[key] for key in parsed.params)
+
+
+def _in_form(frame: pd.DataFrame, form: Form) -> Any:
+    """A read's DataFrame as the form asked for (SQLite's parts are frames)."""
+    if form == "arrow":
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    return frame
 
 
 def _make_transactional(engine: AsyncEngine) -> None:
