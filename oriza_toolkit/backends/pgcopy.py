@@ -5,8 +5,8 @@ thread of the read's own parses them with pyarrow's streaming CSV reader and doe
 the CPU-heavy work (typing each batch, parsing JSON with orjson, and for a whole result
 building the DataFrame), overlapping with the transfer. When the pipe is full the loop
 stops reading the socket, so the server waits too: a slow consumer of :func:`stream`
-holds a few chunks, never the result. A result that fits in the first
-:data:`INLINE_BYTES` is parsed on the loop itself (a small query needs no thread).
+holds a few chunks, never the result. A whole result that fits in
+the first :data:`INLINE_BYTES` is parsed on the loop itself (a small query needs no thread).
 """
 
 from __future__ import annotations
@@ -162,23 +162,32 @@ class Pipe(io.RawIOBase):
         return data
 
     def readinto(self, buffer: Any) -> int:
-        while not self._pending and not self._ended:
-            with self._ready:
-                while not self._chunks:
-                    self._ready.wait()
-                chunk = self._chunks.popleft()
-                if chunk is not None:
-                    self.buffered -= len(chunk)
-                    if self.buffered <= PIPE_BYTES and not self._room.is_set():
-                        self._loop.call_soon_threadsafe(self._room.set)
-            if chunk is None:
-                self._ended = True
-            else:
+        """As much as has arrived, up to ``len(buffer)``; waits only while nothing has (so a
+        slow result still reaches the parser row by row, and a fast one in big blocks)."""
+        filled = 0
+        while filled < len(buffer):
+            if not self._pending:
+                if self._ended:
+                    break
+                with self._ready:
+                    while not self._chunks and not filled:
+                        self._ready.wait()
+                    if not self._chunks:
+                        break
+                    chunk = self._chunks.popleft()
+                    if chunk is not None:
+                        self.buffered -= len(chunk)
+                        if self.buffered <= PIPE_BYTES and not self._room.is_set():
+                            self._loop.call_soon_threadsafe(self._room.set)
+                if chunk is None:
+                    self._ended = True
+                    break
                 self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+            size = min(len(buffer) - filled, len(self._pending))
+            buffer[filled:filled + size] = self._pending[:size]
+            self._pending = self._pending[size:]
+            filled += size
+        return filled
 
 
 def _batches(source: Any, columns: Sequence[PgColumn]) -> Iterator[pa.RecordBatch]:
@@ -312,13 +321,16 @@ async def copy_chunks(
     *,
     convert: Callable[[list[Chunk]], Any],
     rows: int | None = None,
+    abandon: Callable[[], None] = lambda: None,
 ) -> AsyncGenerator[Any, None]:
     """Run ``copy_out(sink)`` and yield ``convert(chunks)`` for the parsed result.
 
     Given ``rows``, ``convert`` gets one chunk of that many rows at a time (the last may
     be shorter; an empty one for no rows) and at most :data:`QUEUED_CHUNKS` wait for the
-    consumer; otherwise it gets every chunk once, in the parser thread. Closing the iterator early cancels
-    the COPY (on the server too) and stops the parser thread.
+    consumer; otherwise it gets every chunk once, in the parser thread. Closing the
+    iterator early stops the parser thread and cancels the COPY; if rows were already
+    flowing, ``abandon()`` is called too (the server, blocked sending to a client that no
+    longer reads, only stops when the connection closes).
     """
     loop = asyncio.get_running_loop()
     pipe = Pipe(loop)
@@ -354,8 +366,8 @@ async def copy_chunks(
     async def sink(data: bytes) -> None:
         nonlocal thread
         await pipe.feed(data)
-        if thread is None and pipe.buffered > INLINE_BYTES:
-            thread = threading.Thread(target=parse, args=(io.BufferedReader(pipe, BLOCK_SIZE), emit_from_thread),
+        if thread is None and (rows is not None or pipe.buffered > INLINE_BYTES):
+            thread = threading.Thread(target=parse, args=(pipe, emit_from_thread),
                                       name="oriza-copy-parser", daemon=True)
             thread.start()
             started.set()
@@ -384,6 +396,8 @@ async def copy_chunks(
         stop.set()
         waiting.cancel()
         if not copying.done():
+            if pipe.received:
+                abandon()
             copying.cancel()
         await asyncio.gather(copying, return_exceptions=True)
         while thread is not None and thread.is_alive():  # let a blocked put through

@@ -22,6 +22,7 @@ A read is two round trips (three with parameters that need the server's output).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import io
@@ -54,6 +55,7 @@ __all__ = ["Parts", "PostgresBackend"]
 
 # Startup parameters pgbouncer accepts by default (it tracks these per client).
 STARTUP_SETTINGS = {"TimeZone": "UTC", "application_name": "oriza_toolkit"}
+SETTLE_SECONDS = 5.0
 _TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"}
 # Statements COPY can run; anything else (EXPLAIN, SHOW, ...) is fetched row by row.
 _COPYABLE = {"select", "with", "values", "table", "(", "insert", "update", "delete", "merge"}
@@ -234,10 +236,15 @@ async def _results(driver: Any, positional: tuple[_Statement, list[Any], dict[st
 
         # One simple-query message (SET LOCAL; COPY): asyncpg's public copy_from_query
         # wraps its argument in a COPY of its own.
-        chunks = copy_chunks(lambda sink: driver._copy_out(text, sink, None), columns, convert=convert, rows=rows)
-        async with contextlib.aclosing(chunks):
-            async for result in chunks:
-                yield result
+        chunks = copy_chunks(lambda sink: driver._copy_out(text, sink, None), columns, convert=convert, rows=rows,
+                             abandon=driver.terminate)
+        try:
+            async with contextlib.aclosing(chunks):
+                async for result in chunks:
+                    yield result
+        except BaseException:
+            await _settle(driver)
+            raise
     except pa.ArrowInvalid as error:
         raise QueryError("query", parsed.sql, arrow_message(str(error), columns)) from None
     except Exception as error:
@@ -271,6 +278,20 @@ async def _render(driver: Any, statement: _Statement, args: list[Any], names: di
     by_key = dict(zip(statement.keys, literals, strict=True))
     sql, original = parsed.render(by_key.__getitem__)
     return sql, original, attributes
+
+
+async def _settle(driver: Any) -> None:
+    """After a COPY ended early (an error, a cancelled call before rows came): wait until
+    the server has answered the cancel request, so the connection goes back to the pool
+    idle; one that cannot answer within :data:`SETTLE_SECONDS` is closed (the pool
+    replaces it)."""
+    if driver.is_closed():
+        return
+    try:
+        async with asyncio.timeout(SETTLE_SECONDS):
+            await driver.execute("SELECT 1")  # asyncpg first waits for its cancel request to be answered
+    except BaseException:  # the caller re-raises what ended the COPY
+        driver.terminate()
 
 
 def _without_rows(frame: pd.DataFrame, form: Form) -> Any:

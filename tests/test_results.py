@@ -1,0 +1,228 @@
+"""Results of any size: streams, arrow tables, Parquet files and partitioned reads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import oriza_toolkit as oz
+
+TYPED = """
+select g as id,
+       case when g % 7 = 0 then null else g * 3 end as n,
+       (g / 8.0)::numeric(12, 3) as amount,
+       g / 3.0::float8 as score,
+       'row ' || g as label,
+       g % 2 = 0 as even,
+       date '2024-01-01' + g % 400 as day,
+       timestamptz '2024-01-01 00:00+00' + g * interval '1 minute' as at,
+       g * interval '1 second' as took,
+       case when g % 5 = 0 then null else jsonb_build_object('g', g, 'tags', jsonb_build_array('a', g)) end as doc,
+       ('\\x' || lpad(to_hex(g % 256), 2, '0'))::bytea as raw
+from generate_series(1, :n) as g
+"""
+
+
+def _active(db: oz.Database, marker: str) -> int:
+    """Queries containing ``marker`` running on the server right now (other than this one)."""
+    sql = ("select count(*) as n from pg_stat_activity "
+           "where state = 'active' and query like :m and pid <> pg_backend_pid()")
+    return int(db.query(sql, {"m": f"%{marker}%"}).n[0])
+
+
+def _wait_until_idle(db: oz.Database, marker: str) -> int:
+    deadline = time.monotonic() + 5
+    while (running := _active(db, marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return running
+
+
+def test_stream_chunks_join_to_the_whole_result(pg: oz.Database) -> None:
+    whole = pg.query(TYPED, {"n": 25_000})
+    chunks = list(pg.stream(TYPED, {"n": 25_000}, rows=4_000))
+    assert [len(c) for c in chunks] == [4_000] * 6 + [1_000]
+    assert all(c.dtypes.equals(chunks[0].dtypes) for c in chunks)
+    # a whole read sizes numeric from all its values; a stream fixes it from the first chunk
+    assert str(whole.amount.dtype) == "decimal128(7, 3)[pyarrow]"
+    assert str(chunks[0].amount.dtype) == "decimal128(38, 3)[pyarrow]"
+    joined = pd.concat(chunks, ignore_index=True)
+    pd.testing.assert_frame_equal(joined, whole.astype({"amount": chunks[0].amount.dtype}))
+    assert joined.doc[1] == {"g": 2, "tags": ["a", 2]} and joined.raw[1] == b"\x02"
+
+
+def test_stream_of_record_batches_has_one_schema(pg: oz.Database) -> None:
+    batches = list(pg.stream(TYPED, {"n": 10_000}, rows=3_000, arrow=True))
+    assert {b.schema for b in batches} == {batches[0].schema}
+    table = pa.Table.from_batches(batches)
+    assert table.num_rows == 10_000 and table.schema.field("amount").type == pa.decimal128(38, 3)
+    assert table.column("took").type == pa.duration("us")
+
+
+def test_stream_with_no_rows_yields_one_empty_chunk_with_the_columns(db: oz.Database) -> None:
+    chunks = list(db.stream("select 1 as a, 'x' as b where 1 = 0"))
+    assert len(chunks) == 1 and list(chunks[0].columns) == ["a", "b"] and len(chunks[0]) == 0
+
+
+def test_stream_on_sqlite_keeps_the_first_chunks_dtypes(sqlite_url: str) -> None:
+    with oz.connect(sqlite_url) as db:
+        db.execute("create table t (x integer, y text)")
+        db.execute("insert into t select value, case when value > 5 then 'v' end "
+                   "from json_each('[1,2,3,4,5,6,7,8,9,10]')")
+        chunks = list(db.stream("select x, y from t order by x", rows=4))
+        assert [len(c) for c in chunks] == [4, 4, 2]
+        assert all(str(c.x.dtype) == "Int64" for c in chunks)
+        assert pd.concat(chunks).x.tolist() == list(range(1, 11))
+
+
+def test_breaking_out_of_a_stream_cancels_the_query_on_the_server(pg: oz.Database) -> None:
+    marker = "oz_break_marker"
+    # 20M rows: far more than the pipe and socket buffers hold, so the server is still
+    # sending (waiting on us) when the loop breaks
+    sql = f"select g /* {marker} */ from generate_series(1, 20000000) as g"
+    for chunk in pg.stream(sql, rows=1_000):
+        assert len(chunk) == 1_000
+        break
+    assert _wait_until_idle(pg, marker) == 0
+    assert pg.pool_status().startswith("0 in use")
+    assert pg.query("select 1 as x").x[0] == 1
+
+
+def test_an_async_stream_closed_early_cancels_the_query(pg: oz.Database) -> None:
+    marker = "oz_async_break_marker"
+    sql = f"select g /* {marker} */ from generate_series(1, 20000000) as g"
+
+    async def first() -> int:
+        stream = pg.astream(sql, rows=500)
+        async with contextlib.aclosing(stream):
+            async for chunk in stream:
+                return len(chunk)
+        return 0
+
+    assert asyncio.run(first()) == 500
+    assert _wait_until_idle(pg, marker) == 0
+
+
+def test_a_stream_holds_a_few_chunks_not_the_result(pg: oz.Database) -> None:
+    """3,000,000 rows of ~60 bytes (~180 MB as arrow) through a consumer that dawdles:
+    arrow memory stays near a few chunks, because the server is made to wait."""
+    sql = "select g::int8 as id, repeat('x', 50) as pad from generate_series(1, 3000000) as g"
+    base = pa.total_allocated_bytes()
+    peak = 0
+    rows = 0
+    for i, batch in enumerate(pg.stream(sql, rows=50_000, arrow=True)):
+        rows += batch.num_rows
+        if i == 2:
+            time.sleep(0.5)  # the reader must stop, not buffer the rest
+        peak = max(peak, pa.total_allocated_bytes() - base)
+        del batch
+    assert rows == 3_000_000
+    assert peak < 64 << 20, f"{peak / 2**20:.0f} MB of arrow memory held"
+
+
+def test_a_failing_value_mid_stream_is_one_line_and_leaves_the_pool_healthy(pg: oz.Database) -> None:
+    sql = "select case when g = 90000 then 1 / (g - g) else g end as x from generate_series(1, 100000) as g"
+    with pytest.raises(oz.QueryError, match="division by zero"):
+        for _ in pg.stream(sql, rows=10_000):
+            pass
+    assert pg.pool_status().startswith("0 in use")
+    assert pg.query("select 2 as x").x[0] == 2
+
+
+def test_stream_options_are_checked_where_called(pg: oz.Database) -> None:
+    with pytest.raises(ValueError, match="rows must be a whole number of at least 1, not 0"):
+        pg.stream("select 1", rows=0)
+    with pytest.raises(ValueError, match="uses :n but no params were given"):
+        pg.stream("select :n")
+
+
+def test_query_arrow_types(pg: oz.Database) -> None:
+    table = pg.query_arrow(TYPED, {"n": 1_000})
+    types = {field.name: field.type for field in table.schema}
+    assert types["id"] == pa.int32() and types["amount"] == pa.decimal128(6, 3)  # 125.000 at most
+    assert types["at"] == pa.timestamp("us", tz="UTC") and types["day"] == pa.date32()
+    assert types["took"] == pa.duration("us") and types["raw"] == pa.binary()
+    assert table.schema.field("doc").metadata == {b"oriza.kind": b"json"}
+    assert table.column("amount")[3].as_py() == Decimal("0.500")
+    assert table.num_rows == 1_000
+
+
+def test_query_arrow_on_sqlite(sqlite_url: str) -> None:
+    with oz.connect(sqlite_url) as db:
+        table = db.query_arrow("select 1 as x, 'a' as y")
+    assert table.to_pylist() == [{"x": 1, "y": "a"}]
+
+
+@pytest.mark.parametrize("rows_per_file", [None, 7_000])
+def test_to_parquet_round_trips(db: oz.Database, tmp_path: Path, rows_per_file: int | None) -> None:
+    sql = "select 1 as one, 'a' as s" if db.dialect == "sqlite" else TYPED
+    params = None if db.dialect == "sqlite" else {"n": 20_000}
+    target = tmp_path / ("out.parquet" if rows_per_file is None else "parts")
+    written = db.to_parquet(sql, target, params, rows_per_file=rows_per_file, rows=3_000)
+    expected = db.query_arrow(sql, params)
+    assert written == expected.num_rows
+    if rows_per_file and db.dialect == "postgresql":
+        assert sorted(p.name for p in target.iterdir()) == [f"part-0000{i}.parquet" for i in range(3)]
+    back = pq.read_table(target)
+    assert back.num_rows == expected.num_rows
+    for name in expected.column_names:
+        assert back.column(name).to_pylist() == expected.column(name).to_pylist(), name
+
+
+def test_to_parquet_interrupted_by_an_error_leaves_no_file(pg: oz.Database, tmp_path: Path) -> None:
+    target = tmp_path / "broken.parquet"
+    sql = "select case when g = 90000 then 1 / (g - g) else g end as x from generate_series(1, 100000) as g"
+    with pytest.raises(oz.QueryError, match="division by zero"):
+        pg.to_parquet(sql, target, rows=10_000)
+    assert not target.exists()
+
+
+def test_to_parquet_refuses_an_existing_result_directory(pg: oz.Database, tmp_path: Path) -> None:
+    pg.to_parquet("select 1 as x", tmp_path, rows_per_file=10)
+    with pytest.raises(ValueError, match="already holds a result"):
+        pg.to_parquet("select 1 as x", tmp_path, rows_per_file=10)
+
+
+def test_partitioned_read_equals_the_plain_one(pg: oz.Database) -> None:
+    whole = pg.query(TYPED + " order by g", {"n": 30_000})
+    for column in ("id", "n", "day", "at", "score", "amount"):
+        parts = pg.query(TYPED, {"n": 30_000}, partition_on=column, partitions=3)
+        assert parts.dtypes.equals(whole.dtypes), column
+        ordered = parts.sort_values("id", ignore_index=True)
+        pd.testing.assert_frame_equal(ordered, whole, obj=column)
+
+
+def test_partitioned_read_spreads_over_replicas(pg: oz.Database, pg_url: str) -> None:
+    with oz.connect(pg_url) as other:
+        table = pg.query_arrow("select g from generate_series(1, 1000) as g", partition_on="g", partitions=4,
+                               replicas=[other])
+        assert sorted(table.column("g").to_pylist()) == list(range(1, 1001))
+        assert other.engine.pool.checkedin() >= 1  # type: ignore[attr-defined]
+
+
+def test_partitioned_read_of_nothing_and_of_only_nulls(pg: oz.Database) -> None:
+    empty = pg.query("select g from generate_series(1, 10) g where g > 100", partition_on="g", partitions=3)
+    assert len(empty) == 0 and list(empty.columns) == ["g"]
+    nulls = pg.query("select null::int as g from generate_series(1, 3)", partition_on="g", partitions=2)
+    assert len(nulls) == 3
+
+
+def test_partitioned_read_rejects_text_columns(pg: oz.Database) -> None:
+    with pytest.raises(oz.QueryError, match="partition_on column 's' is text; partition on a number"):
+        pg.query("select 'a' as s", partition_on="s", partitions=2)
+    with pytest.raises(ValueError, match="partitions must be a whole number of at least 1, not 0"):
+        pg.query("select 1 as g", partition_on="g", partitions=0)
+
+
+def test_a_batch_runs_as_many_queries_as_the_pool_can_give(pg: oz.Database) -> None:
+    assert pg.max_concurrency == 15
+    start = time.perf_counter()
+    pg.query_many({f"q{i}": "select pg_sleep(1)" for i in range(8)}, progress=False)
+    assert time.perf_counter() - start < 1.8  # 5 at a time would take two rounds: 2 s
