@@ -52,7 +52,9 @@ import pyarrow as pa
 
 from .settings import settings
 
-__all__ = ["DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows", "parse_json", "rows_affected"]
+__all__ = [
+    "DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows", "holds_dates", "parse_json", "rows_affected",
+]
 
 # Field metadata a backend sets on columns arrow cannot type: their values are text to parse.
 KIND = b"oriza.kind"
@@ -126,6 +128,21 @@ def parse_json(text: str) -> Any:
 def _map_values(array: pa.ChunkedArray, convert: Callable[[str], Any]) -> pd.Series:
     values = [None if text is None else convert(text) for text in array.to_pylist()]
     return pd.Series(values, dtype=object)
+
+
+def holds_dates(column: pd.Series) -> bool:
+    """Whether ``column`` is dates as this module reads them: ``datetime64[s]``, no zone,
+    every value at midnight (so it is written back as ``date``).
+
+    Example::
+
+        >>> holds_dates(pd.Series(pd.to_datetime(["2024-01-02"])).astype("datetime64[s]"))
+        True
+    """
+    if str(column.dtype) != "datetime64[s]":
+        return False
+    values = column.dropna()
+    return bool(len(values)) and bool((values == values.dt.normalize()).all())
 
 
 def rows_affected(rowcount: int | None, status: str | None = None) -> pd.DataFrame:

@@ -9,17 +9,20 @@ as it was, and the transaction lasts only as long as the load itself.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from decimal import Decimal
 from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import Numeric
+from sqlalchemy import JSON, Date, Interval, LargeBinary, Numeric, Time
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .backends import Backend
 from .errors import OrizaError, WriteError
+from .frames import holds_dates
 from .queries import connection, query_error
 
 __all__ = ["IfExists", "check_write", "write_frame"]
@@ -69,16 +72,24 @@ async def write_frame(
 
 def _create(conn: Connection, frame: pd.DataFrame, table: str, schema: str | None, if_exists: IfExists) -> None:
     """Create (or check, or replace) the table from the frame's dtypes, with no rows."""
-    frame.head(0).to_sql(table, conn, schema=schema, if_exists=if_exists, index=False, dtype=_decimal_types(frame))
+    frame.head(0).to_sql(table, conn, schema=schema, if_exists=if_exists, index=False,
+                         dtype=_column_types(frame, conn.dialect.name))
 
 
-def _decimal_types(frame: pd.DataFrame) -> dict[str, Any]:
-    """``numeric(p, s)`` for decimal columns (pandas would make them TEXT)."""
+def _column_types(frame: pd.DataFrame, dialect: str) -> dict[str, Any]:
+    """Column types where pandas' own choice would not read back as written: ``numeric(p,
+    s)`` for decimals (pandas: TEXT), ``date`` for dates as the toolkit reads them (pandas:
+    TIMESTAMP), ``interval`` for timedeltas (pandas: BIGINT of nanoseconds), ``jsonb`` for
+    dicts and lists, ``bytea``, ``date`` and ``time`` for those objects (pandas: TEXT)."""
     types: dict[str, Any] = {}
     for name, column in frame.items():
         dtype = column.dtype
         if isinstance(dtype, pd.ArrowDtype) and pa.types.is_decimal(dtype.pyarrow_dtype):
             types[str(name)] = Numeric(dtype.pyarrow_dtype.precision, dtype.pyarrow_dtype.scale)
+        elif holds_dates(column):
+            types[str(name)] = Date()
+        elif pd.api.types.is_timedelta64_dtype(dtype) and dialect == "postgresql":
+            types[str(name)] = Interval()
         elif pd.api.types.is_object_dtype(dtype):
             values = column.dropna()
             if len(values) and all(isinstance(v, Decimal) and v.is_finite() for v in values):
@@ -86,4 +97,23 @@ def _decimal_types(frame: pd.DataFrame) -> dict[str, Any]:
                 scale = max(max(-int(t.exponent), 0) for t in exponents)
                 digits = max(len(t.digits) + int(t.exponent) for t in exponents)
                 types[str(name)] = Numeric(max(digits, 1) + scale, scale)
+            elif len(values) and all(isinstance(v, (dict, list)) for v in values):
+                types[str(name)] = JSONB() if dialect == "postgresql" else JSON()
+            elif kind := _object_type(values):
+                types[str(name)] = kind
     return types
+
+
+def _object_type(values: pd.Series) -> Any:
+    """The column type for Python objects pandas can only see in rows it is not given
+    (the table is created from the frame's first zero rows)."""
+    kinds = {type(v) for v in values}
+    if not kinds:
+        return None
+    if all(issubclass(k, (bytes, bytearray)) for k in kinds):
+        return LargeBinary()
+    if kinds == {dt.date}:
+        return Date()
+    if kinds == {dt.time}:
+        return Time()
+    return None

@@ -48,7 +48,8 @@ from .. import _sql
 from ..config import asyncpg_connect_args
 from ..errors import QueryError
 from ..frames import frame_from_arrow, frame_from_rows, rows_affected
-from . import Form
+from . import Form, pgbinary
+from .pgbinary import BinaryRows
 from .pgcopy import Chunk, PgColumn, arrow_message, copy_chunks, copy_sql, finish_table, stream_decimals
 
 __all__ = ["Parts", "PostgresBackend"]
@@ -122,14 +123,23 @@ class PostgresBackend:
         chunks = [chunk for part in parts for chunk in part.chunks]
         return _convert(form, None)(chunks) if chunks else parts[0].result
 
-    def encode(self, frame: pd.DataFrame) -> bytes | None:
-        return _arrow_csv(frame)
+    def encode(self, frame: pd.DataFrame) -> BinaryRows | bytes | None:
+        """Binary COPY rows (pgpq), or CSV where a column has no exact binary encoding."""
+        return pgbinary.encode(frame) or _arrow_csv(frame)
 
     async def write(
         self, conn: AsyncConnection, frame: pd.DataFrame, table: str, schema: str | None, encoded: Any
     ) -> None:
         driver = await _driver(conn)
         columns = [str(c) for c in frame.columns]
+        if isinstance(encoded, BinaryRows):
+            types = dict(await driver.fetch(*pgbinary.column_types_sql(table, schema)))
+            payload = pgbinary.for_table(encoded, types) if types.keys() >= set(columns) else None
+            if payload is not None:
+                await driver.copy_to_table(table, source=io.BytesIO(payload), columns=columns, schema_name=schema,
+                                           format="binary")
+                return
+            encoded = await asyncio.to_thread(_arrow_csv, frame)  # a column type arrow cannot cast to exactly
         if encoded is not None:
             # pyarrow quotes every string and leaves NULL unquoted and empty: COPY's CSV default.
             await driver.copy_to_table(table, source=io.BytesIO(encoded), columns=columns, schema_name=schema,

@@ -11,13 +11,15 @@ import asyncio
 import importlib.util
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import DateTime, Float, Integer, Table
 
 from ...database import Database
-from ...errors import OrizaError
+from ...errors import OrizaError, WriteError
 from ...progress import BatchProgress
+from ...queries import connection, query_error
 from .models import Base
 
 __all__ = ["aload_nycflights13", "load_nycflights13", "read_nycflights13"]
@@ -78,6 +80,8 @@ async def _load(db: Database, bar: BatchProgress) -> dict[str, int]:
                          "(migrations.upgrade('head'), or %alembic upgrade head in a notebook)")
     frames = dict(zip(TABLES, await asyncio.gather(*(asyncio.to_thread(read_nycflights13, n) for n in TABLES)),
                       strict=True))
+    if db.dialect == "postgresql":
+        return await _bulk_load(db, frames, bar)
     for name in reversed(TABLES):  # children first, for the foreign keys
         await db.aexecute(f"DELETE FROM {name}")
     written: dict[str, int] = {}
@@ -94,3 +98,61 @@ async def _load(db: Database, bar: BatchProgress) -> dict[str, int]:
     for group in LOAD_ORDER:
         await asyncio.gather(*(load(name) for name in group))
     return {name: written[name] for name in TABLES}
+
+
+_SECONDARY = """
+SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition
+FROM pg_index AS i LEFT JOIN pg_constraint AS c ON c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x')
+WHERE i.indrelid = any($1::regclass[]) AND c.oid IS NULL
+"""
+_CONSTRAINTS = """
+SELECT conrelid::regclass::text AS tab, quote_ident(conname) AS name, pg_get_constraintdef(oid) AS definition,
+       contype = 'f' AS foreign
+FROM pg_constraint WHERE contype IN ('p', 'u', 'f') AND conrelid = any($1::regclass[])
+ORDER BY contype = 'f' DESC
+"""
+
+
+async def _bulk_load(db: Database, frames: dict[str, pd.DataFrame], bar: BatchProgress) -> dict[str, int]:
+    """PostgreSQL: in one transaction, drop the indexes and keys, empty the tables, COPY
+    every table in, then build each index and check each key once (far faster than
+    maintaining them row by row); a failure leaves everything as it was."""
+    encoded = dict(zip(frames, await asyncio.gather(*(asyncio.to_thread(db.backend.encode, f)
+                                                      for f in frames.values())), strict=True))
+    try:
+        return await _bulk_copy(db, frames, encoded, bar)
+    except OrizaError:
+        raise
+    except Exception as error:
+        raise WriteError("nycflights13", query_error(error, "load", "").detail) from None
+
+
+async def _bulk_copy(db: Database, frames: dict[str, pd.DataFrame], encoded: dict[str, Any], bar: BatchProgress
+                     ) -> dict[str, int]:
+    async with connection(db.engine) as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        async with driver.transaction():
+            return await _in_transaction(db, conn, driver, frames, encoded, bar)
+
+
+async def _in_transaction(db: Database, conn: Any, driver: Any, frames: dict[str, pd.DataFrame],
+                          encoded: dict[str, Any], bar: BatchProgress) -> dict[str, int]:
+    names = list(TABLES)
+    indexes = await driver.fetch(_SECONDARY, names)
+    constraints = await driver.fetch(_CONSTRAINTS, names)  # foreign keys first
+    for constraint in constraints:
+        await driver.execute(f"ALTER TABLE {constraint['tab']} DROP CONSTRAINT {constraint['name']}")
+    for index in indexes:
+        await driver.execute(f"DROP INDEX {index['name']}")
+    await driver.execute(f"TRUNCATE {', '.join(names)}")
+    for name in TABLES:
+        start = time.perf_counter()
+        await db.backend.write(conn, frames[name], name, None, encoded[name])
+        bar.record(name, rows=len(frames[name]), seconds=time.perf_counter() - start)
+    for index in indexes:
+        await driver.execute(index["definition"])
+    for constraint in reversed(constraints):  # keys before the foreign keys that need them
+        await driver.execute(f"ALTER TABLE {constraint['tab']} ADD CONSTRAINT {constraint['name']} "
+                             f"{constraint['definition']}")
+    return {name: len(frames[name]) for name in TABLES}

@@ -1,0 +1,207 @@
+"""A DataFrame as PostgreSQL's binary COPY format, encoded from arrow by pgpq.
+
+Binary COPY carries each value in its column type's own wire format, so nothing is
+formatted as text and parsed back: timestamps, decimals and JSON arrive exactly. The
+frame becomes arrow first (Decimals as exact decimals, dicts and lists as JSON text,
+categories as text); the types the rows are encoded for are the types the toolkit
+creates the table with (see ``writes.py``). Appending to a table whose columns differ
+(``integer`` for an int64 column, ``numeric(12, 2)``, ...) casts the arrow columns to the
+table's types first, where arrow can do so exactly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+import orjson
+import pandas as pd
+import pgpq
+import pyarrow as pa
+from pgpq.encoders import StringEncoderBuilder
+from pgpq.schema import Jsonb
+
+from .. import _sql
+from ..frames import holds_dates
+
+__all__ = ["BinaryRows", "column_types_sql", "encode", "for_table"]
+
+# What each supported column type reads in binary, as arrow (by the server's type name).
+_ARROW_FOR: dict[str, pa.DataType] = {
+    "smallint": pa.int16(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "real": pa.float32(),
+    "double precision": pa.float64(),
+    "boolean": pa.bool_(),
+    "text": pa.string(),
+    "character varying": pa.string(),
+    "json": pa.string(),
+    "jsonb": pa.string(),
+    "bytea": pa.binary(),
+    "date": pa.date32(),
+    "time without time zone": pa.time64("us"),
+    "timestamp without time zone": pa.timestamp("us"),
+    "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+    "interval": pa.duration("us"),
+}
+
+
+@dataclass
+class BinaryRows:
+    """A frame's rows as arrow, with the column types they are encoded for and, once
+    encoded, the COPY payload."""
+
+    table: pa.Table
+    json_columns: frozenset[str]
+    payload: bytes | None = None
+
+    def server_types(self) -> list[str | None]:
+        """The column types the payload is encoded for (the server's names)."""
+        return [_server_type(field, field.name in self.json_columns) for field in self.table.schema]
+
+
+def encode(frame: pd.DataFrame) -> BinaryRows | None:
+    """``frame`` as binary COPY rows, or None if a column has no exact binary encoding."""
+    arrays = {}
+    json_columns = set()
+    for name, column in frame.items():
+        values, is_json = _arrow_column(column)
+        if values is None:
+            return None
+        arrays[str(name)] = values
+        if is_json:
+            json_columns.add(str(name))
+    try:
+        table = pa.table(arrays)
+        rows = BinaryRows(table, frozenset(json_columns))
+        if any(_server_type(field, field.name in json_columns) is None for field in table.schema):
+            return None
+        rows.payload = _payload(table, json_columns)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        return None
+    return rows
+
+
+def for_table(rows: BinaryRows, columns: Mapping[str, str]) -> bytes | None:
+    """The payload for a table whose columns have the server types ``columns`` (name to
+    type): the one already encoded if they match, else the rows cast to the table's
+    types and encoded again; None where no exact cast exists."""
+    wanted = [columns.get(field.name) for field in rows.table.schema]
+    if wanted == rows.server_types():
+        return rows.payload
+    arrays = []
+    json_columns = set()
+    for field, kind in zip(rows.table.schema, wanted, strict=True):
+        column = rows.table.column(field.name)
+        target = column.type if kind == "numeric" and pa.types.is_decimal(column.type) else _target_type(kind)
+        if target is None:
+            return None
+        try:
+            arrays.append(column if column.type == target else column.cast(target))  # safe casts only
+        except (pa.ArrowException, ValueError):
+            return None
+        if kind in ("json", "jsonb"):
+            json_columns.add(field.name)
+    try:
+        return _payload(pa.table(arrays, names=rows.table.column_names), json_columns, columns)
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        return None
+
+
+def _target_type(kind: str | None) -> pa.DataType | None:
+    if kind is None:
+        return None
+    if kind.startswith("numeric"):
+        precision, _, scale = kind.removeprefix("numeric(").removesuffix(")").partition(",")
+        if kind == "numeric" or not scale:
+            return None  # unconstrained: keep the frame's own scale (handled when types match)
+        return pa.decimal128(int(precision), int(scale))
+    if kind.startswith("character varying") or kind.startswith("text"):
+        return pa.string()
+    return _ARROW_FOR.get(kind)
+
+
+def _payload(table: pa.Table, json_columns: set[str] | frozenset[str],
+             columns: Mapping[str, str] | None = None) -> bytes:
+    encoders = {field.name: pgpq.ArrowToPostgresBinaryEncoder.infer_encoder(field) for field in table.schema}
+    for name in json_columns:
+        field = table.schema.field(name)
+        if columns is None or columns.get(name) == "jsonb":
+            encoders[name] = StringEncoderBuilder.new_with_output(field, Jsonb())
+    encoder = pgpq.ArrowToPostgresBinaryEncoder.new_with_encoders(table.schema, encoders)
+    parts = [encoder.write_header()]
+    parts += [encoder.write_batch(batch) for batch in table.to_batches()]
+    parts.append(encoder.finish())
+    return b"".join(parts)
+
+
+def _arrow_column(column: pd.Series) -> tuple[pa.ChunkedArray | pa.Array | None, bool]:
+    """One column as arrow in the type the toolkit writes it as, and whether it is JSON."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return pa.array(column.astype(object).where(column.notna(), None), pa.string()), False
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return pa.array(column.astype("timedelta64[us]"), pa.duration("us")), False
+    if holds_dates(column):
+        return pa.array(column, pa.timestamp("s")).cast(pa.date32()), False
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        tz = getattr(dtype, "tz", None)
+        converted = column.dt.tz_convert("UTC") if tz is not None else column
+        return pa.array(converted.astype("datetime64[us, UTC]" if tz is not None else "datetime64[us]"),
+                        pa.timestamp("us", tz="UTC" if tz is not None else None)), False
+    if not pd.api.types.is_object_dtype(dtype):
+        return pa.Array.from_pandas(column), False
+    values = column.dropna()
+    if not len(values):
+        return pa.array([None] * len(column), pa.string()), False
+    kinds = {type(v) for v in values}
+    if all(issubclass(k, (dict, list)) for k in kinds):
+        return pa.array([None if v is None or v is pd.NA or v != v else orjson.dumps(v).decode()
+                         if isinstance(v, (dict, list)) else None for v in column], pa.string()), True
+    if kinds == {Decimal}:
+        if not all(v.is_finite() for v in values):
+            return None, False
+        return pa.array([v if isinstance(v, Decimal) else None for v in column]), False
+    if all(issubclass(k, (bytes, bytearray)) for k in kinds):
+        return pa.array([bytes(v) if isinstance(v, (bytes, bytearray)) else None for v in column], pa.binary()), False
+    if kinds == {dt.date}:
+        return pa.array([v if isinstance(v, dt.date) else None for v in column], pa.date32()), False
+    if kinds == {dt.time} and not any(v.tzinfo for v in values):
+        return pa.array([v if isinstance(v, dt.time) else None for v in column], pa.time64("us")), False
+    if kinds == {str}:
+        return pa.array([v if isinstance(v, str) else None for v in column], pa.string()), False
+    return None, False
+
+
+def _server_type(field: pa.Field, is_json: bool) -> str | None:
+    """The column type the toolkit creates for ``field`` (None: not written in binary)."""
+    kind = field.type
+    if is_json:
+        return "jsonb"
+    if pa.types.is_decimal(kind):
+        return f"numeric({kind.precision},{kind.scale})"
+    if pa.types.is_int8(kind):
+        return "smallint"
+    if pa.types.is_timestamp(kind):
+        return "timestamp with time zone" if kind.tz else "timestamp without time zone"
+    if pa.types.is_time(kind):
+        return "time without time zone"
+    if pa.types.is_duration(kind):
+        return "interval"
+    if pa.types.is_large_string(kind) or pa.types.is_string(kind):
+        return "text"
+    found = [name for name, arrow in _ARROW_FOR.items() if arrow == kind and name not in ("character varying",
+                                                                                      "json", "jsonb")]
+    return found[0] if found else None
+
+
+def column_types_sql(table: str, schema: str | None) -> tuple[str, str]:
+    """A query for each column's type as the server names it (numeric with its precision),
+    and its one argument."""
+    name = _sql.quote_identifier(table)
+    return ("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+            f"{_sql.quote_identifier(schema)}.{name}" if schema else name)
