@@ -1,26 +1,43 @@
-"""Side-by-side read benchmark: oriza_toolkit against the tools analysts would use instead.
+"""Side-by-side benchmarks: oriza_toolkit against the tools analysts would use instead.
 
-Loads ``pgbench -i -s 10`` (1,000,000 rows in pgbench_accounts) and a 1,000,000-row table
-mixing the common PostgreSQL types with ~5% NULLs, then reads each table whole into a
-DataFrame with every tool, checks they agree, and prints the best of N runs and the ratio
-to ``pandas.read_sql`` (SQLAlchemy + psycopg2).
+One run loads ``pgbench -i -s 10`` (1,000,000 rows in pgbench_accounts) and a
+1,000,000-row ``mixed`` table (ten common types, a jsonb column, ~5% NULLs) into a
+throwaway PostgreSQL (or ``BENCH_DATABASE_URL``), then measures, interleaving the tools
+round by round and reporting the median and range:
+
+- whole-table reads into a DataFrame (toolkit, toolkit with 2 partitions, pandas.read_sql,
+  connectorx with 1 and 2 partitions, ADBC, polars), checked to agree, with each tool's
+  peak memory measured in a fresh process;
+- small queries (``select 1``, one row with a parameter) against asyncpg ``fetch`` +
+  DataFrame and read_sql; a parameterised 1M-row read against the literal one;
+- 8 concurrent ``pg_sleep(0.5)`` through ``query_many`` against asyncpg gather;
+- writes of both frames against ``to_sql`` and ``adbc_ingest``;
+- 20,000,000 narrow rows to Parquet (peak memory, fresh process);
+- SQLite (the embedded default): 1M rows read and written against pandas on sqlite3.
 
 Usage::
 
     .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python benchmarks/run.py [--repeat 3]     # throwaway cluster, or BENCH_DATABASE_URL
+    .venv/bin/python benchmarks/run.py [--repeat 5]   # throwaway cluster, or BENCH_DATABASE_URL
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
+import sqlite3
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
@@ -34,67 +51,106 @@ DROP TABLE IF EXISTS mixed;
 CREATE TABLE mixed AS
 SELECT g AS id,
        CASE WHEN g % 20 = 1 THEN NULL ELSE (g % 30000)::smallint END AS small,
-       CASE WHEN g % 20 = 2 THEN NULL ELSE g * 7 END AS num_int,
        CASE WHEN g % 20 = 3 THEN NULL ELSE g::bigint * 1000003 END AS big,
        CASE WHEN g % 20 = 4 THEN NULL ELSE round((g * 1.37)::numeric, 2) END AS amount,
-       CASE WHEN g % 20 = 5 THEN NULL ELSE (g / 3.0)::real END AS ratio,
        CASE WHEN g % 20 = 6 THEN NULL ELSE g / 7.0::double precision END AS score,
        CASE WHEN g % 20 = 7 THEN NULL ELSE 'customer ' || g END AS name,
-       CASE WHEN g % 20 = 8 THEN NULL ELSE ('code' || (g % 1000))::varchar(12) END AS code,
        CASE WHEN g % 20 = 9 THEN NULL ELSE g % 3 = 0 END AS flag,
        CASE WHEN g % 20 = 10 THEN NULL ELSE date '2020-01-01' + (g % 2000) END AS day,
-       CASE WHEN g % 20 = 11 THEN NULL ELSE timestamp '2020-01-01' + g * interval '17 second' END AS at,
        CASE WHEN g % 20 = 12 THEN NULL ELSE timestamptz '2020-01-01 00:00+00' + g * interval '1 minute' END AS at_tz,
-       CASE WHEN g % 20 = 13 THEN NULL ELSE md5(g::text)::uuid END AS uid
+       CASE WHEN g % 20 = 13 THEN NULL ELSE md5(g::text)::uuid END AS uid,
+       CASE WHEN g % 20 = 14 THEN NULL
+            ELSE jsonb_build_object('n', g, 'tag', 'k' || (g % 50), 'ok', g % 2 = 0) END AS doc
 FROM generate_series(1, 1000000) AS g;
 """
-
 TABLES = {"pgbench_accounts": "SELECT * FROM pgbench_accounts", "mixed": "SELECT * FROM mixed"}
+KEYS = {"pgbench_accounts": "aid", "mixed": "id"}
 
 
 def load(url: str) -> None:
     parts = make_url(url)
     env = {**os.environ, "PGPASSWORD": parts.password or ""}
     args = ["-h", parts.host or "127.0.0.1", "-p", str(parts.port or 5432), "-U", parts.username or "postgres"]
-    pgbench = str(find_bindir() / "pgbench")
-    subprocess.run([pgbench, "-i", "-q", "-s", "10", *args, parts.database or ""], check=True, env=env,
-                   capture_output=True)
+    subprocess.run([str(find_bindir() / "pgbench"), "-i", "-q", "-s", "10", *args, parts.database or ""], check=True,
+                   env=env, capture_output=True)
     with oz.connect(url) as db:
         for statement in MIXED_TABLE.split(";"):
             if statement.strip():
                 db.execute(statement)
+        db.execute("VACUUM ANALYZE mixed")
 
 
-def tools(url: str) -> dict[str, Callable[[str], pd.DataFrame]]:
-    plain = make_url(url).set(drivername="postgresql")
-    dsn = plain.render_as_string(hide_password=False)
-    found: dict[str, Callable[[str], pd.DataFrame]] = {}
+def dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def readers(url: str, table: str) -> dict[str, Callable[[str], Any]]:
+    """Each tool's way to read a whole query into a pandas DataFrame."""
+    plain = dsn(url)
+    found: dict[str, Callable[[str], Any]] = {}
     db = oz.connect(url)
     found["oriza_toolkit"] = db.query
-    sa_engine = create_engine(plain.set(drivername="postgresql+psycopg2"))
-    found["pandas.read_sql (psycopg2)"] = lambda sql: pd.read_sql(sql, sa_engine)
+    found["oriza_toolkit (2 partitions)"] = lambda sql: db.query(sql, partition_on=KEYS[table], partitions=2)
+    engine = create_engine(make_url(plain).set(drivername="postgresql+psycopg2"))
+    found["pandas.read_sql (psycopg2)"] = lambda sql: pd.read_sql(sql, engine)
     try:
         import connectorx as cx
 
-        found["connectorx"] = lambda sql: cx.read_sql(dsn, sql, return_type="pandas")
+        found["connectorx"] = lambda sql: cx.read_sql(plain, sql, return_type="pandas")
+        found["connectorx (2 partitions)"] = lambda sql: cx.read_sql(plain, sql, return_type="pandas",
+                                                                     partition_on=KEYS[table], partition_num=2)
     except ImportError:
         print("connectorx not installed: skipped", file=sys.stderr)
     try:
         import adbc_driver_postgresql.dbapi as adbc
 
         def read_adbc(sql: str) -> pd.DataFrame:
-            with adbc.connect(dsn) as conn, conn.cursor() as cur:
+            with adbc.connect(plain) as conn, conn.cursor() as cur:
                 cur.execute(sql)
                 return cur.fetch_arrow_table().to_pandas()
 
         found["adbc (postgresql)"] = read_adbc
     except ImportError:
         print("adbc-driver-postgresql not installed: skipped", file=sys.stderr)
+    try:
+        import polars as pl
+
+        found["polars (adbc) -> pandas"] = lambda sql: pl.read_database_uri(sql, plain, engine="adbc").to_pandas()
+    except ImportError:
+        print("polars not installed: skipped", file=sys.stderr)
     return found
 
 
+def interleaved(tools: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[float]]:
+    """Seconds per call of each tool, the tools taking turns round by round."""
+    times: dict[str, list[float]] = {name: [] for name in tools}
+    for _ in range(repeat):
+        for name, call in tools.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def summary(seconds: list[float]) -> str:
+    return f"{statistics.median(seconds):.3f} ({min(seconds):.3f}-{max(seconds):.3f})"
+
+
+def table_rows(title: str, times: dict[str, list[float]], unit: float = 1.0, extra: dict[str, str] | None = None
+               ) -> list[str]:
+    fastest_peer = min(statistics.median(v) for k, v in times.items() if not k.startswith("oriza"))
+    lines = [f"\n### {title}\n", "| tool | median (range) | vs fastest peer |" + (" peak RSS |" if extra else ""),
+             "|---|---:|---:|" + ("---:|" if extra else "")]
+    for name, values in times.items():
+        scaled = [v * unit for v in values]
+        ratio = statistics.median(values) / fastest_peer
+        bold = "**" if name.startswith("oriza") else ""
+        lines.append(f"| {bold}{name}{bold} | {summary(scaled)} | {ratio:.2f}x |"
+                     + (f" {extra.get(name, '')} |" if extra else ""))
+    return lines
+
+
 def fingerprint(frame: pd.DataFrame) -> dict[str, object]:
-    """What every tool must agree on: shape, NULLs per column, and sums of numeric columns."""
     out: dict[str, object] = {"rows": len(frame), "columns": list(frame.columns),
                               "nulls": frame.isna().sum().astype(int).tolist()}
     for name in frame.columns:
@@ -104,52 +160,201 @@ def fingerprint(frame: pd.DataFrame) -> dict[str, object]:
     return out
 
 
+def peak_memory(url: str, tool: str, table: str) -> str:
+    """Peak RSS of a fresh process that reads ``table`` with ``tool`` (baseline subtracted)."""
+    code = f"""
+import resource, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from benchmarks.run import readers, TABLES
+read = readers({url!r}, {table!r})[{tool!r}]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+frame = read(TABLES[{table!r}])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, before)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        return "failed"
+    peak, _ = (int(x) for x in done.stdout.split())
+    return f"{peak / 1024:.0f} MB"
+
+
+def small_queries(url: str, repeat: int) -> dict[str, list[float]]:
+    import asyncpg
+
+    db = oz.connect(url)
+    engine = create_engine(make_url(dsn(url)).set(drivername="postgresql+psycopg2"))
+    loop = asyncio.new_event_loop()
+    conn = loop.run_until_complete(asyncpg.connect(dsn(url)))
+    n = 200
+
+    def many(call: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(n):
+                call()
+        return run
+
+    def raw(sql: str, *args: Any) -> pd.DataFrame:
+        records = loop.run_until_complete(conn.fetch(sql, *args))
+        return pd.DataFrame([tuple(r) for r in records], columns=list(records[0].keys()))
+
+    tools = {
+        "oriza_toolkit: select 1": many(lambda: db.query("select 1 as x")),
+        "asyncpg fetch + DataFrame: select 1": many(lambda: raw("select 1 as x")),
+        "pandas.read_sql: select 1": many(lambda: pd.read_sql("select 1 as x", engine)),
+        "oriza_toolkit: 1 row, 1 parameter": many(
+            lambda: db.query("select * from pgbench_accounts where aid = :a", {"a": 42})),
+        "asyncpg fetch + DataFrame: 1 row, 1 parameter": many(
+            lambda: raw("select * from pgbench_accounts where aid = $1", 42)),
+        "pandas.read_sql: 1 row, 1 parameter": many(
+            lambda: pd.read_sql("select * from pgbench_accounts where aid = %(a)s", engine, params={"a": 42})),
+    }
+    times = interleaved(tools, repeat)
+    loop.run_until_complete(conn.close())
+    return {k: [v / n for v in values] for k, values in times.items()}
+
+
+def parameterised(url: str, repeat: int) -> dict[str, list[float]]:
+    db = oz.connect(url)
+    return interleaved({
+        "oriza_toolkit, literal (aid > 1000)": lambda: db.query("select * from pgbench_accounts where aid > 1000"),
+        "oriza_toolkit, parameter (aid > :a)": lambda: db.query("select * from pgbench_accounts where aid > :a",
+                                                                {"a": 1000}),
+    }, repeat)
+
+
+def concurrency(url: str, repeat: int) -> dict[str, list[float]]:
+    import asyncpg
+
+    db = oz.connect(url)
+
+    async def gather() -> None:
+        conns = [await asyncpg.connect(dsn(url)) for _ in range(8)]
+        await asyncio.gather(*(c.fetch("select pg_sleep(0.5)") for c in conns))
+        await asyncio.gather(*(c.close() for c in conns))
+
+    return interleaved({
+        "oriza_toolkit query_many (default concurrency)": lambda: db.query_many(
+            {f"q{i}": "select pg_sleep(0.5)" for i in range(8)}, progress=False),
+        "asyncpg gather (8 connections)": lambda: asyncio.run(gather()),
+    }, repeat)
+
+
+def writes(url: str, repeat: int) -> list[str]:
+    db = oz.connect(url)
+    plain = dsn(url)
+    engine = create_engine(make_url(plain).set(drivername="postgresql+psycopg2"))
+    lines = []
+    for table, sql in TABLES.items():
+        frame = db.query(sql)
+        if table == "mixed":  # what to_sql and ADBC can write: jsonb as text, decimals as float
+            peers_frame = frame.assign(doc=frame.doc.map(json.dumps, na_action="ignore"),
+                                       amount=frame.amount.astype("float64"))
+        else:
+            peers_frame = frame
+
+        def adbc_ingest(target: str, peers_frame: pd.DataFrame = peers_frame) -> None:
+            import adbc_driver_postgresql.dbapi as adbc
+
+            with adbc.connect(plain) as conn, conn.cursor() as cur:
+                cur.adbc_ingest(target, peers_frame, mode="replace")
+                conn.commit()
+
+        tools = {
+            "oriza_toolkit write": lambda frame=frame: db.write(frame, "w_toolkit", if_exists="replace"),
+            "adbc_ingest": lambda: adbc_ingest("w_adbc"),
+            "pandas.to_sql (psycopg2, method='multi')": lambda peers_frame=peers_frame: peers_frame.to_sql(
+                "w_pandas", engine, if_exists="replace", index=False, method="multi", chunksize=10_000),
+        }
+        lines += table_rows(f"Write {table} (1,000,000 rows), seconds", interleaved(tools, max(repeat - 2, 1)))
+        back = db.query("select * from w_toolkit order by 1")
+        exact = back.sort_values(back.columns[0], ignore_index=True).equals(
+            frame.sort_values(frame.columns[0], ignore_index=True))
+        lines.append(f"\nToolkit write read back equal to the frame written: {exact}")
+    return lines
+
+
+def parquet_memory(url: str, rows: int) -> str:
+    code = f"""
+import resource, sys, tempfile, os
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+import oriza_toolkit as oz
+db = oz.connect({url!r})
+target = os.path.join(tempfile.mkdtemp(), "narrow.parquet")
+import time; start = time.perf_counter()
+n = db.to_parquet("select g as id, g % 1000 as k, g * 0.5 as v from generate_series(1, {rows}) as g", target)
+print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - start, os.path.getsize(target))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    if done.returncode:
+        return f"failed: {done.stderr[-300:]}"
+    n, peak, seconds, size = done.stdout.split()
+    return (f"{int(n):,} rows to Parquet in {float(seconds):.1f} s, peak RSS {int(peak) / 1024:.0f} MB "
+            f"(file {int(size) / 2**20:.0f} MB)")
+
+
+def sqlite(repeat: int) -> list[str]:
+    folder = tempfile.mkdtemp()
+    path = os.path.join(folder, "bench.db")
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": np.arange(n), "x": rng.random(n),
+                          "name": pd.Series(np.arange(n)).astype(str) + " customer", "k": rng.integers(0, 1000, n)})
+    plain = sqlite3.connect(path)
+    frame.to_sql("t", plain, index=False)
+    plain.commit()
+    db = oz.connect(f"sqlite+aiosqlite:///{path}")
+    reads = interleaved({"oriza_toolkit query": lambda: db.query("select * from t"),
+                         "pandas.read_sql (sqlite3)": lambda: pd.read_sql("select * from t", plain)}, repeat)
+
+    def pandas_write() -> None:
+        frame.to_sql("w2", plain, index=False, if_exists="replace")
+        plain.commit()
+
+    written = interleaved({"oriza_toolkit write": lambda: db.write(frame, "w1", if_exists="replace"),
+                           "pandas.to_sql (sqlite3)": pandas_write}, repeat)
+    return (table_rows("SQLite: read 1,000,000 rows, seconds", reads)
+            + table_rows("SQLite: write 1,000,000 rows, seconds", written))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--parquet-rows", type=int, default=20_000_000)
     args = parser.parse_args()
     cluster = None
     url = os.environ.get("BENCH_DATABASE_URL")
     if not url:
         cluster = Cluster().start()
         url = cluster.url
+    lines = [f"Machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, pandas {pd.__version__}; "
+             f"medians of {args.repeat} interleaved runs"]
     try:
         print("loading pgbench -s 10 and the mixed table ...", file=sys.stderr)
         load(url)
-        readers = tools(url)
-        rows: list[tuple[str, str, float, bool, float]] = []
         for table, sql in TABLES.items():
-            measured: list[tuple[str, float, bool]] = []
-            reference: dict[str, object] | None = None
-            for tool, read in readers.items():
-                best = float("inf")
-                for _ in range(args.repeat):
-                    start = time.perf_counter()
-                    frame = read(sql)
-                    best = min(best, time.perf_counter() - start)
-                prints = fingerprint(frame)
-                if tool == "oriza_toolkit":
-                    reference = prints
-                    dtypes = ", ".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items())
-                    print(f"{table} dtypes: {dtypes}", file=sys.stderr)
-                agrees = _agree(reference, prints)
-                measured.append((tool, best, agrees))
-                print(f"{table:17} {tool:28} {best:7.2f} s  agrees={agrees}", file=sys.stderr)
-            base = dict((tool, best) for tool, best, _ in measured)["pandas.read_sql (psycopg2)"]
-            rows += [(table, tool, best, agrees, base / best) for tool, best, agrees in measured]
-        print(f"\n| table | tool | best of {args.repeat} (s) | speed-up vs read_sql | same values |")
-        print("|---|---|---:|---:|---|")
-        for table, tool, seconds, agrees, ratio in rows:
-            print(f"| {table} | {tool} | {seconds:.2f} | {ratio:.1f}x | {'yes' if agrees else 'NO'} |")
+            tools = readers(url, table)
+            reference = fingerprint(tools["oriza_toolkit"](sql))
+            agree = {name: _agree(reference, fingerprint(read(sql))) for name, read in tools.items()}
+            times = interleaved({name: lambda read=read, sql=sql: read(sql) for name, read in tools.items()},
+                                args.repeat)
+            memory = {name: peak_memory(url, name, table) for name in tools}
+            lines += table_rows(f"Read {table} whole (1,000,000 rows), seconds", times, extra=memory)
+            lines.append("\nSame values as the toolkit: " + ", ".join(f"{k}: {'yes' if v else 'NO'}"
+                                                                    for k, v in agree.items()))
+            print("\n".join(lines[-12:]), file=sys.stderr)
+        lines += table_rows("Small queries, milliseconds per query", small_queries(url, args.repeat), unit=1000)
+        lines += table_rows("Parameterised 1M-row read vs the literal one, seconds", parameterised(url, args.repeat))
+        lines += table_rows("8 x pg_sleep(0.5) at once, seconds", concurrency(url, args.repeat))
+        lines += writes(url, args.repeat)
+        lines.append("\n### Streaming to Parquet\n\n" + parquet_memory(url, args.parquet_rows))
+        lines += sqlite(args.repeat)
+        print("\n".join(lines))
     finally:
         if cluster:
             cluster.stop()
 
 
-def _agree(reference: dict[str, object] | None, other: dict[str, object]) -> bool:
-    """Row count, column names and NULL counts match, and every integer sum present in both."""
-    if reference is None:
-        return True
+def _agree(reference: dict[str, object], other: dict[str, object]) -> bool:
     keys = {"rows", "columns", "nulls"} | (set(reference) & set(other))
     return all(reference[k] == other[k] for k in keys)
 

@@ -46,11 +46,17 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, cast
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
 
 from .settings import settings
+
+try:  # what DataFrame.from_records uses; the public API has no C-speed rows-to-columns
+    from pandas._libs.lib import to_object_array_tuples as _to_object_array_tuples  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    _to_object_array_tuples = None
 
 __all__ = [
     "DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows", "holds_dates", "parse_json", "rows_affected",
@@ -163,22 +169,36 @@ def rows_affected(rowcount: int | None, status: str | None = None) -> pd.DataFra
 def frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.DataFrame:
     """A DataFrame from driver rows (SQLite and other non-asyncpg drivers).
 
-    Each column's dtype follows its values, with nullable integers and booleans.
+    Each column's dtype follows its values (arrow infers it, in C), with nullable integers
+    and booleans; a column mixing kinds of value stays Python objects.
+
+    Example::
+
+        >>> frame_from_rows([(1, "a"), (None, "b")], ["n", "s"]).dtypes.astype(str).tolist()
+        ['Int64', 'str']
     """
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    frame = pd.DataFrame({i: _infer_series(values) for i, values in enumerate(columns)}, copy=False)
+    if not rows:
+        frame = pd.DataFrame({i: pd.Series([], dtype=object) for i in range(len(names))})
+        frame.columns = pd.Index(list(names), dtype=object)
+        return frame
+    matrix = _object_matrix(rows, len(names))
+    arrays = []
+    objects = {}
+    for i in range(len(names)):
+        try:
+            arrays.append(pa.array(matrix[:, i], from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            objects[i] = list(matrix[:, i])
+            arrays.append(pa.nulls(len(rows)))
+    frame = frame_from_arrow(pa.Table.from_arrays(arrays, names=[str(i) for i in range(len(names))]), objects)
     frame.columns = pd.Index(list(names), dtype=object)
     return frame
 
 
-def _infer_series(values: Sequence[Any]) -> pd.Series:
-    if pd.api.types.infer_dtype(values, skipna=True) == "date":
-        return pd.Series(pd.to_datetime(list(values))).astype("datetime64[s]")  # as on PostgreSQL
-    array = pd.array(list(values))
-    if isinstance(array.dtype, pd.Float64Dtype):
-        return pd.Series(array.to_numpy(dtype="float64", na_value=float("nan")))
-    if isinstance(array.dtype, pd.StringDtype):
-        return pd.Series(array, dtype="str")
-    if isinstance(array, pd.arrays.NumpyExtensionArray):
-        return pd.Series(array.to_numpy(), dtype=array.to_numpy().dtype)
-    return pd.Series(array)
+def _object_matrix(rows: Sequence[Sequence[Any]], width: int) -> Any:
+    """The rows as a 2-D object array (pandas' own C routine where it has it)."""
+    if _to_object_array_tuples is not None and isinstance(rows, list) and isinstance(rows[0], tuple):
+        return _to_object_array_tuples(rows)
+    matrix = np.empty((len(rows), width), dtype=object)
+    matrix[:] = [tuple(row) for row in rows]
+    return matrix

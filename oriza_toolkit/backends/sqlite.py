@@ -112,16 +112,38 @@ class SQLiteBackend:
         frames = [part for part in parts if isinstance(part, pd.DataFrame)]
         return _in_form(pd.concat(frames, ignore_index=True), form)
 
-    def encode(self, frame: pd.DataFrame) -> None:
-        return None
+    def encode(self, frame: pd.DataFrame) -> list[tuple[Any, ...]] | None:
+        """Rows of plain Python values (ints, floats, strings, bytes, None) for sqlite3's
+        own executemany, or None where a column needs pandas' type handling (dates, ...)."""
+        columns = []
+        for _, column in frame.items():
+            dtype = column.dtype
+            plain = (pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype)
+                     or pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_string_dtype(dtype))
+            if not plain:
+                return None
+            values = column.astype(object).where(column.notna(), None).tolist()
+            if pd.api.types.is_object_dtype(dtype) and not all(isinstance(v, (str, type(None))) for v in values):
+                return None
+            columns.append(values)
+        return list(zip(*columns, strict=True))
 
     async def write(
         self, conn: AsyncConnection, frame: pd.DataFrame, table: str, schema: str | None, encoded: Any
     ) -> None:
-        """pandas' inserts, after checking each value fits its column's declared type."""
+        """sqlite3's executemany of the encoded rows (pandas' inserts for other types), after
+        checking each value fits its column's declared type."""
         await conn.run_sync(_check_fits, frame, table, schema)
-        await conn.run_sync(lambda sync: frame.to_sql(table, sync, schema=schema, if_exists="append",
-                                                      index=False))
+        if encoded is None:
+            await conn.run_sync(lambda sync: frame.to_sql(table, sync, schema=schema, if_exists="append",
+                                                          index=False))
+            return
+        target = f"{_sql.quote_identifier(schema)}.{_sql.quote_identifier(table)}" if schema \
+            else _sql.quote_identifier(table)
+        names = ", ".join(_sql.quote_identifier(str(c)) for c in frame.columns)
+        marks = ", ".join("?" for _ in frame.columns)
+        driver = await _driver(conn)
+        await _interruptible(driver, driver.executemany(f"INSERT INTO {target} ({names}) VALUES ({marks})", encoded))
 
 
 async def _driver(conn: AsyncConnection) -> Any:
