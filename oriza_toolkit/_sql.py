@@ -10,6 +10,7 @@ comment (``--``, nested ``/* */``) is ever taken for a parameter or a statement 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ _POSITIONAL = re.compile(r"\$(\d+)")
 _WORD_BEFORE = re.compile(r"[\w$]")
 # PostgreSQL silently cuts longer identifiers (NAMEDATALEN - 1 bytes).
 MAX_IDENTIFIER_BYTES = 63
+# Statements up to this long are parsed once and remembered (ParsedSQL is immutable).
+_CACHED_LENGTH = 20_000
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,17 @@ def parse(sql: str, *, style: str = "named") -> ParsedSQL:
         >>> parse("select ':x' as s, :x as v -- :y").params
         ('x',)
     """
+    if len(sql) <= _CACHED_LENGTH:  # notebooks run the same statements again and again
+        return _parse_cached(sql, style)
+    return _parse(sql, style)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_cached(sql: str, style: str) -> ParsedSQL:
+    return _parse(sql, style)
+
+
+def _parse(sql: str, style: str) -> ParsedSQL:
     pieces: list[str] = []
     params: list[str] = []
     starts: list[int] = [0]

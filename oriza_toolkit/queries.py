@@ -367,7 +367,7 @@ async def fetch_partitioned(
 
     async with _running("query", sql, timeout, engine, backend):
         parts = await asyncio.gather(*(one(i) for i in range(len(queries_))))
-    return backend.combine(parts, form)
+    return await asyncio.to_thread(backend.combine, parts, form)  # CPU work: off the loop
 
 
 def _edges(low: Any, high: Any, partitions: int) -> list[Any]:
