@@ -136,6 +136,14 @@ def test_a_failing_value_mid_stream_is_one_line_and_leaves_the_pool_healthy(pg: 
     assert pg.query("select 2 as x").x[0] == 2
 
 
+def test_a_big_read_failing_near_its_end_returns_nothing_partial(pg: oz.Database) -> None:
+    sql = "select g, case when g = 900000 then 1 / (g - g) else g end as x from generate_series(1, 1000000) as g"
+    with pytest.raises(oz.QueryError, match="division by zero"):
+        pg.query(sql)
+    with pytest.raises(oz.QueryError, match="division by zero"):
+        pg.query_arrow(sql)
+
+
 def test_stream_options_are_checked_where_called(pg: oz.Database) -> None:
     with pytest.raises(ValueError, match="rows must be a whole number of at least 1, not 0"):
         pg.stream("select 1", rows=0)

@@ -121,3 +121,26 @@ def test_tls_as_a_cloud_console_gives_it(servers: dict[str, str]) -> None:
         row = db.query("select ssl, current_setting('application_name') as app from pg_stat_ssl "
                        "where pid = pg_backend_pid()")
         assert bool(row.ssl[0]) and row.app[0] == "console"
+
+
+def test_stream_and_arrow(server: oz.Database) -> None:
+    sql = f"select * from {TYPED_TABLE} where id <= :n order by id"
+    whole = server.query(sql, {"n": 30_000})
+    chunks = list(server.stream(sql, {"n": 30_000}, rows=7_000))
+    assert [len(c) for c in chunks] == [7_000] * 4 + [2_000]
+    joined = pd.concat(chunks, ignore_index=True)
+    assert joined.drop(columns="amount").equals(whole.drop(columns="amount"))
+    assert joined.amount.tolist() == whole.amount.tolist()
+    table = server.query_arrow(sql, {"n": 30_000})
+    assert table.num_rows == 30_000 and table.column("id").to_pylist() == whole.id.tolist()
+
+
+def test_partitions_spread_over_a_primary_and_its_standby(servers: dict[str, str]) -> None:
+    if "standby" not in servers:
+        pytest.skip("no standby server with TEST_DATABASE_URL")
+    sql = f"select * from {TYPED_TABLE} where id <= :n"
+    with oz.connect(servers["primary"]) as primary, oz.connect(servers["standby"]) as standby:
+        whole = primary.query(sql + " order by id", {"n": 50_000})
+        parts = primary.query(sql, {"n": 50_000}, partition_on="id", partitions=4, replicas=[standby])
+        pd.testing.assert_frame_equal(parts.sort_values("id", ignore_index=True), whole)
+        assert standby.engine.pool.checkedin() >= 1  # type: ignore[attr-defined]  # the standby read ranges too

@@ -27,7 +27,7 @@ import pyarrow.csv as pcsv
 from ..errors import QueryError
 from ..frames import DECIMAL_TEXT, JSON, KIND, parse_json
 
-__all__ = ["Chunk", "PgColumn", "copy_chunks", "copy_sql", "finish_table"]
+__all__ = ["Chunk", "PgColumn", "copy_sql", "copy_stream", "copy_whole", "finish_table"]
 
 NULL_MARKER = "\\N"
 BLOCK_SIZE = 4 << 20
@@ -37,6 +37,8 @@ INLINE_BYTES = 256 << 10
 PIPE_BYTES = 16 << 20
 # Parsed chunks waiting for a slow consumer of a stream.
 QUEUED_CHUNKS = 2
+# How long a cancelled COPY may take to be answered before its connection is closed.
+SETTLE_SECONDS = 5.0
 
 # What the CSV parser relies on, for the COPY's own (implicit) transaction only.
 SETTINGS = "SET LOCAL DateStyle = 'ISO'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'"
@@ -107,7 +109,7 @@ def copy_sql(sql: str, columns: Sequence[PgColumn], *, dml: bool = False) -> tup
     it so a trailing ``--`` comment cannot swallow what follows.
     """
     head = f"{SETTINGS}; COPY ("
-    tail = f"\n) TO STDOUT (FORMAT csv, NULL '{NULL_MARKER}')"
+    tail = "\n) TO STDOUT (FORMAT csv, NULL E'\\\\N')"  # E'': the same on any standard_conforming_strings
     if not any(col.server_expression for col in columns):
         return f"{head}{sql}{tail}", len(head)
     names = [f"c{i}" for i in range(len(columns))]
@@ -315,75 +317,106 @@ def stream_decimals(chunk: Chunk) -> dict[int, pa.DataType]:
     return fixed
 
 
-async def copy_chunks(
-    copy_out: Callable[[Callable[[bytes], Any]], Any],
-    columns: Sequence[PgColumn],
-    *,
-    convert: Callable[[list[Chunk]], Any],
-    rows: int | None = None,
-    abandon: Callable[[], None] = lambda: None,
-) -> AsyncGenerator[Any, None]:
-    """Run ``copy_out(sink)`` and yield ``convert(chunks)`` for the parsed result.
+def _parse(source: Any, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any], rows: int | None,
+           emit: Callable[[str, Any], None], stop: threading.Event) -> None:
+    """Parse COPY's CSV from ``source``; ``emit("item", convert(chunks))`` for the whole
+    result, or (given ``rows``) per chunk of that many rows, then ``emit("end")``, or
+    ``emit("error", exception)``."""
+    try:
+        chunks: list[Chunk] = []
+        held = emitted = 0
+        for batch in _batches(source, columns):
+            if stop.is_set():
+                return
+            chunks.append(typed_chunk(batch, columns))
+            held += batch.num_rows
+            while rows is not None and held >= rows:
+                head, chunks = split_chunks(chunks, rows)
+                held -= rows
+                emit("item", convert([head]))
+                emitted += 1
+        if rows is None or held or not emitted:
+            emit("item", convert(chunks or [empty_chunk(columns)]))
+        emit("end", None)
+    except BaseException as error:  # surfaced on the loop, where the caller awaits
+        emit("error", error)
 
-    Given ``rows``, ``convert`` gets one chunk of that many rows at a time (the last may
-    be shorter; an empty one for no rows) and at most :data:`QUEUED_CHUNKS` wait for the
-    consumer; otherwise it gets every chunk once, in the parser thread. Closing the
-    iterator early stops the parser thread and cancels the COPY; if rows were already
-    flowing, ``abandon()`` is called too (the server, blocked sending to a client that no
-    longer reads, only stops when the connection closes).
-    """
+
+async def copy_whole(driver: Any, text: str, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any]
+                     ) -> Any:
+    """Run the COPY ``text`` and return ``convert(chunks)`` of its whole result, parsed in a
+    thread while it streams in (or here, if it all fits in :data:`INLINE_BYTES`)."""
     loop = asyncio.get_running_loop()
     pipe = Pipe(loop)
-    out: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=QUEUED_CHUNKS if rows else 0)
     stop = threading.Event()
-    started = asyncio.Event()
+    done: asyncio.Future[Any] = loop.create_future()
     thread: threading.Thread | None = None
 
-    def parse(source: Any, emit: Callable[[str, Any], None]) -> None:
-        try:
-            chunks: list[Chunk] = []
-            held = emitted = 0
-            for batch in _batches(source, columns):
-                if stop.is_set():
-                    return
-                chunks.append(typed_chunk(batch, columns))
-                held += batch.num_rows
-                while rows is not None and held >= rows:
-                    head, chunks = split_chunks(chunks, rows)
-                    held -= rows
-                    emit("item", convert([head]))
-                    emitted += 1
-            if rows is None or held or not emitted:
-                emit("item", convert(chunks or [empty_chunk(columns)]))
-            emit("end", None)
-        except BaseException as error:  # surfaced on the loop, where the caller awaits
-            emit("error", error)
-
-    def emit_from_thread(kind: str, value: Any) -> None:
-        if not stop.is_set():
-            asyncio.run_coroutine_threadsafe(out.put((kind, value)), loop).result()
+    def settle_from_thread(kind: str, value: Any) -> None:
+        if kind != "end":
+            loop.call_soon_threadsafe(_resolve, done, kind, value)
 
     async def sink(data: bytes) -> None:
         nonlocal thread
         await pipe.feed(data)
-        if thread is None and (rows is not None or pipe.buffered > INLINE_BYTES):
-            thread = threading.Thread(target=parse, args=(pipe, emit_from_thread),
+        if thread is None and pipe.buffered > INLINE_BYTES:
+            thread = threading.Thread(target=_parse, args=(pipe, columns, convert, None, settle_from_thread, stop),
                                       name="oriza-copy-parser", daemon=True)
             thread.start()
-            started.set()
 
-    copying = asyncio.ensure_future(copy_out(sink))
-    copying.add_done_callback(lambda _: pipe.end())
-    waiting = asyncio.ensure_future(started.wait())
     try:
-        await asyncio.wait({copying, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        inline: deque[tuple[str, Any]] | None = None
-        if thread is None:  # the whole result arrived in a few chunks: parse it here
-            await copying
-            inline = deque()
-            parse(io.BytesIO(pipe.drain()), lambda kind, value: inline.append((kind, value)))
+        await driver._copy_out(text, sink, None)  # see copy_sql: one message, so not copy_from_query
+    except BaseException as error:
+        stop.set()
+        pipe.end()
+        await _after_interrupted_copy(driver, error, pipe)
+        raise
+    pipe.end()
+    if thread is None:
+        results: list[tuple[str, Any]] = []
+        _parse(io.BytesIO(pipe.drain()), columns, convert, None, lambda kind, value: results.append((kind, value)),
+               stop)
+        kind, value = results[0]
+        if kind == "error":
+            raise value
+        return value
+    try:
+        return await done
+    finally:
+        stop.set()
+
+
+def _resolve(future: asyncio.Future[Any], kind: str, value: Any) -> None:
+    if not future.done():
+        if kind == "error":
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+
+
+async def copy_stream(driver: Any, text: str, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any],
+                      rows: int) -> AsyncGenerator[Any, None]:
+    """Run the COPY ``text`` and yield ``convert([chunk])`` for each chunk of ``rows`` rows
+    (the last may be shorter; one empty chunk for no rows) as they are parsed; at most
+    :data:`QUEUED_CHUNKS` wait for the consumer, then the parser, the pipe and the
+    server wait too. Closing the iterator early stops the query on the server."""
+    loop = asyncio.get_running_loop()
+    pipe = Pipe(loop)
+    out: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=QUEUED_CHUNKS)
+    stop = threading.Event()
+
+    def emit(kind: str, value: Any) -> None:
+        if not stop.is_set():
+            asyncio.run_coroutine_threadsafe(out.put((kind, value)), loop).result()
+
+    thread = threading.Thread(target=_parse, args=(pipe, columns, convert, rows, emit, stop),
+                              name="oriza-copy-parser", daemon=True)
+    copying = asyncio.ensure_future(driver._copy_out(text, pipe.feed, None))
+    copying.add_done_callback(lambda _: pipe.end())
+    thread.start()
+    try:
         while True:
-            kind, value = inline.popleft() if inline is not None else await out.get()
+            kind, value = await out.get()
             if kind == "item":
                 yield value
                 continue
@@ -394,16 +427,35 @@ async def copy_chunks(
             return
     finally:
         stop.set()
-        waiting.cancel()
         if not copying.done():
-            if pipe.received:
-                abandon()
             copying.cancel()
-        await asyncio.gather(copying, return_exceptions=True)
-        while thread is not None and thread.is_alive():  # let a blocked put through
+            error = (await asyncio.gather(copying, return_exceptions=True))[0]
+            await _after_interrupted_copy(driver, error, pipe)
+        while thread.is_alive():  # let a blocked put through
             while not out.empty():
                 out.get_nowait()
             await asyncio.sleep(0.001)
+
+
+async def _after_interrupted_copy(driver: Any, error: BaseException, pipe: Pipe) -> None:
+    """Leave the connection idle after a COPY that did not finish.
+
+    A server error has already ended it. A cancelled one: if rows were flowing, the
+    server is blocked sending to a client that no longer reads and only stops when the
+    connection closes, so it is closed (the pool replaces it); if none had come, asyncpg
+    has sent a cancel request and the connection is kept once the server has answered it
+    (or closed, after :data:`SETTLE_SECONDS`).
+    """
+    if not isinstance(error, asyncio.CancelledError) or driver.is_closed():
+        return
+    if pipe.received:
+        driver.terminate()
+        return
+    try:
+        async with asyncio.timeout(SETTLE_SECONDS):
+            await driver.execute("SELECT 1")  # asyncpg first waits for its cancel request to be answered
+    except BaseException:  # the caller re-raises the cancellation
+        driver.terminate()
 
 
 _CSV_POSITION = re.compile(r"column #(\d+).*?invalid value '([^']*)'")

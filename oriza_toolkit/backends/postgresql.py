@@ -29,7 +29,7 @@ import io
 import json
 import math
 import uuid
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -50,13 +50,21 @@ from ..errors import QueryError
 from ..frames import frame_from_arrow, frame_from_rows, rows_affected
 from . import Form, pgbinary
 from .pgbinary import BinaryRows
-from .pgcopy import Chunk, PgColumn, arrow_message, copy_chunks, copy_sql, finish_table, stream_decimals
+from .pgcopy import (
+    Chunk,
+    PgColumn,
+    arrow_message,
+    copy_sql,
+    copy_stream,
+    copy_whole,
+    finish_table,
+    stream_decimals,
+)
 
 __all__ = ["Parts", "PostgresBackend"]
 
 # Startup parameters pgbouncer accepts by default (it tracks these per client).
 STARTUP_SETTINGS = {"TimeZone": "UTC", "application_name": "oriza_toolkit"}
-SETTLE_SECONDS = 5.0
 _TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"}
 # Statements COPY can run; anything else (EXPLAIN, SHOW, ...) is fetched row by row.
 _COPYABLE = {"select", "with", "values", "table", "(", "insert", "update", "delete", "merge"}
@@ -100,21 +108,35 @@ class PostgresBackend:
 
     async def read(self, conn: AsyncConnection, sql: Any, params: Any, form: Form = "frame") -> Any:
         """The whole result as a DataFrame, an arrow table, or :class:`Parts` to :meth:`combine`."""
-        results = _results(await _driver(conn), _positional(sql, params, conn.dialect), form, None)
-        async with contextlib.aclosing(results):
-            async for result in results:
-                return result
-        raise AssertionError("a read yields one result")
+        driver = await _driver(conn)
+        plan = await _plan(driver, _positional(sql, params, conn.dialect))
+        if not isinstance(plan, _Copy):
+            return _without_rows(plan, form)
+        with plan.errors():
+            return await copy_whole(driver, plan.text, plan.columns, _convert(form, None))
 
     def stream(self, conn: AsyncConnection, sql: Any, params: Any, rows: int, arrow: bool) -> AsyncGenerator[Any, None]:
         """The result in chunks of ``rows`` rows: DataFrames, or arrow record batches."""
+        form: Form = "arrow" if arrow else "frame"
 
         async def chunks() -> AsyncGenerator[Any, None]:
-            results = _results(await _driver(conn), _positional(sql, params, conn.dialect),
-                               "arrow" if arrow else "frame", rows)
-            async with contextlib.aclosing(results):
-                async for chunk in results:
-                    yield chunk
+            driver = await _driver(conn)
+            plan = await _plan(driver, _positional(sql, params, conn.dialect))
+            if not isinstance(plan, _Copy):
+                yield _without_rows(plan, form)
+                return
+            fixed: dict[int, pa.DataType] = {}
+
+            def convert(chunks: list[Chunk]) -> Any:
+                if not fixed:
+                    fixed.update(stream_decimals(chunks[0]))
+                return _convert(form, fixed)(chunks)
+
+            with plan.errors():
+                parts = copy_stream(driver, plan.text, plan.columns, convert, rows)
+                async with contextlib.aclosing(parts):
+                    async for chunk in parts:
+                        yield chunk
 
         return chunks()
 
@@ -215,54 +237,51 @@ def _convert(form: Form, fixed: dict[int, pa.DataType] | None) -> Callable[[list
     return convert
 
 
-async def _results(driver: Any, positional: tuple[_Statement, list[Any], dict[str, str]], form: Form,
-                   rows: int | None) -> AsyncGenerator[Any, None]:
-    """Read one statement; yield the result whole, or in chunks of ``rows`` rows."""
+@dataclass
+class _Copy:
+    """A read that streams with COPY: the whole message to send, and what maps its errors
+    back to the SQL as written."""
+
+    parsed: _sql.ParsedSQL
+    text: str
+    prefix: int  # characters before the user's SQL in text
+    original: Callable[[int], int]
+    columns: list[PgColumn]
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Server and parsing errors as one-line :class:`QueryError` pointing into the SQL."""
+        try:
+            yield
+        except pa.ArrowInvalid as error:
+            raise QueryError("query", self.parsed.sql, arrow_message(str(error), self.columns)) from None
+        except Exception as error:
+            position = getattr(error, "position", None)
+            if position and hasattr(error, "sqlstate"):
+                raise QueryError("query", self.parsed.sql, _message(error),
+                                 position=self.original(max(int(position) - self.prefix, 1)),
+                                 sqlstate=error.sqlstate) from None
+            raise
+
+
+async def _plan(driver: Any, positional: tuple[_Statement, list[Any], dict[str, str]]) -> _Copy | pd.DataFrame:
+    """What reading the statement takes: a :class:`_Copy`, or (for statements COPY cannot
+    run, or that return no rows) the result itself."""
     statement, args, names = positional
     parsed = statement.parsed
     if parsed.keyword in _TRANSACTION_CONTROL:  # typed into a session: run as written
-        yield _without_rows(_affected(await driver.execute(parsed.sql)), form)
-        return
+        return _affected(await driver.execute(parsed.sql))
     sql, original, attributes = await _render(driver, statement, args, names)
-    columns: list[PgColumn] = []
-    prefix = 0
-    try:
+    plan = _Copy(parsed, "", 0, original, [])
+    with plan.errors():
         if not attributes:
-            yield _without_rows(_affected(await driver.execute(sql)), form)
-            return
+            return _affected(await driver.execute(sql))
         if parsed.keyword not in _COPYABLE:  # EXPLAIN, SHOW, ...: row by row
             records = await driver.fetch(sql)
-            yield _without_rows(frame_from_rows([tuple(r) for r in records], [a.name for a in attributes]), form)
-            return
-        columns = await _describe(driver, attributes)
-        text, prefix = copy_sql(sql, columns, dml=parsed.keyword in _DML)
-        fixed: dict[int, pa.DataType] | None = None
-
-        def convert(chunks: list[Chunk]) -> Any:
-            nonlocal fixed
-            if rows is not None and fixed is None:
-                fixed = stream_decimals(chunks[0])
-            return _convert(form, fixed)(chunks)
-
-        # One simple-query message (SET LOCAL; COPY): asyncpg's public copy_from_query
-        # wraps its argument in a COPY of its own.
-        chunks = copy_chunks(lambda sink: driver._copy_out(text, sink, None), columns, convert=convert, rows=rows,
-                             abandon=driver.terminate)
-        try:
-            async with contextlib.aclosing(chunks):
-                async for result in chunks:
-                    yield result
-        except BaseException:
-            await _settle(driver)
-            raise
-    except pa.ArrowInvalid as error:
-        raise QueryError("query", parsed.sql, arrow_message(str(error), columns)) from None
-    except Exception as error:
-        position = getattr(error, "position", None)
-        if position and hasattr(error, "sqlstate"):
-            raise QueryError("query", parsed.sql, _message(error), position=original(max(int(position) - prefix, 1)),
-                             sqlstate=error.sqlstate) from None
-        raise
+            return frame_from_rows([tuple(r) for r in records], [a.name for a in attributes])
+        plan.columns = await _describe(driver, attributes)
+    plan.text, plan.prefix = copy_sql(sql, plan.columns, dml=parsed.keyword in _DML)
+    return plan
 
 
 async def _render(driver: Any, statement: _Statement, args: list[Any], names: dict[str, str]
@@ -288,20 +307,6 @@ async def _render(driver: Any, statement: _Statement, args: list[Any], names: di
     by_key = dict(zip(statement.keys, literals, strict=True))
     sql, original = parsed.render(by_key.__getitem__)
     return sql, original, attributes
-
-
-async def _settle(driver: Any) -> None:
-    """After a COPY ended early (an error, a cancelled call before rows came): wait until
-    the server has answered the cancel request, so the connection goes back to the pool
-    idle; one that cannot answer within :data:`SETTLE_SECONDS` is closed (the pool
-    replaces it)."""
-    if driver.is_closed():
-        return
-    try:
-        async with asyncio.timeout(SETTLE_SECONDS):
-            await driver.execute("SELECT 1")  # asyncpg first waits for its cancel request to be answered
-    except BaseException:  # the caller re-raises what ended the COPY
-        driver.terminate()
 
 
 def _without_rows(frame: pd.DataFrame, form: Form) -> Any:
