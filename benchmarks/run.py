@@ -286,6 +286,8 @@ def writes(url: str, repeat: int) -> list[str]:
 
         tools = {
             "oriza_toolkit write": lambda frame=frame: db.write(frame, "w_toolkit", if_exists="replace"),
+            "oriza_toolkit write, the peers' frame": lambda peers_frame=peers_frame: db.write(
+                peers_frame, "w_toolkit_peers", if_exists="replace"),
             "adbc_ingest": lambda: adbc_ingest("w_adbc"),
             "pandas.to_sql (psycopg2, method='multi')": lambda peers_frame=peers_frame: peers_frame.to_sql(
                 "w_pandas", engine, if_exists="replace", index=False, method="multi", chunksize=10_000),

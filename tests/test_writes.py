@@ -152,3 +152,11 @@ def test_append_casts_to_the_tables_own_types(pg: oz.Database) -> None:
         assert back.doc.tolist() == source.doc.tolist()
     finally:
         pg.execute(f"drop table if exists {name}")
+
+
+def test_json_a_value_cannot_be_is_one_line_naming_the_column(pg: oz.Database) -> None:
+    frame = pd.DataFrame({"ok": [1], "doc": [{"price": Decimal("1.5")}]})
+    with pytest.raises(oz.WriteError, match=r"writing table 'oz_never' failed: column 'doc' holds a value JSON "
+                                            r"cannot represent \(Type is not JSON serializable: decimal.Decimal\)"):
+        pg.write(frame, "oz_never")
+    assert "oz_never" not in pg.tables()

@@ -64,11 +64,17 @@ class BinaryRows:
 
 
 def encode(frame: pd.DataFrame) -> BinaryRows | None:
-    """``frame`` as binary COPY rows, or None if a column has no exact binary encoding."""
+    """``frame`` as binary COPY rows, or None if a column has no exact binary encoding.
+
+    Raises ``ValueError`` naming the column for dicts or lists JSON cannot represent.
+    """
     arrays = {}
     json_columns = set()
     for name, column in frame.items():
-        values, is_json = _arrow_column(column)
+        try:
+            values, is_json = _arrow_column(column)
+        except ValueError as error:
+            raise ValueError(f"column {name!r} {error}") from None
         if values is None:
             return None
         arrays[str(name)] = values
@@ -159,8 +165,13 @@ def _arrow_column(column: pd.Series) -> tuple[pa.ChunkedArray | pa.Array | None,
         return pa.array([None] * len(column), pa.string()), False
     kinds = {type(v) for v in values}
     if all(issubclass(k, (dict, list)) for k in kinds):
-        return pa.array([None if v is None or v is pd.NA or v != v else orjson.dumps(v).decode()
-                         if isinstance(v, (dict, list)) else None for v in column], pa.string()), True
+        dumps, options = orjson.dumps, orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+        try:
+            # decoded at once: orjson's bytes keep spare capacity, and a million of them alive is slow
+            return pa.array([dumps(v, option=options).decode() if isinstance(v, (dict, list)) else None
+                             for v in column], pa.string()), True
+        except (TypeError, orjson.JSONEncodeError) as error:
+            raise ValueError(f"holds a value JSON cannot represent ({error}); convert it first") from None
     if kinds == {Decimal}:
         if not all(v.is_finite() for v in values):
             return None, False
