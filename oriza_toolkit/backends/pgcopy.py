@@ -40,6 +40,13 @@ QUEUED_CHUNKS = 2
 # How long a cancelled COPY may take to be answered before its connection is closed.
 SETTLE_SECONDS = 5.0
 
+# jemalloc gives freed blocks back to the system sooner than mimalloc (pyarrow's default):
+# a whole-table read peaks ~60 MB lower for 1M rows, at the same speed.
+try:
+    _POOL = pa.jemalloc_memory_pool()
+except NotImplementedError:  # a pyarrow built without it
+    _POOL = pa.default_memory_pool()
+
 # What the CSV parser relies on, for the COPY's own (implicit) transaction only.
 SETTINGS = "SET LOCAL DateStyle = 'ISO'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'"
 
@@ -163,16 +170,19 @@ class Pipe(io.RawIOBase):
         self._chunks.clear()
         return data
 
-    def readinto(self, buffer: Any) -> int:
-        """As much as has arrived, up to ``len(buffer)``; waits only while nothing has (so a
-        slow result still reaches the parser row by row, and a fast one in big blocks)."""
-        filled = 0
-        while filled < len(buffer):
+    def read(self, size: int = -1) -> bytes:
+        """As much as has arrived, up to ``size`` bytes; waits only while nothing has (so a
+        slow result reaches the parser row by row, and a fast one in big blocks). One
+        allocation per call: pyarrow reads through here."""
+        limit = size if size is not None and size >= 0 else 1 << 62
+        pieces: list[Any] = []
+        taken = 0
+        while taken < limit:
             if not self._pending:
                 if self._ended:
                     break
                 with self._ready:
-                    while not self._chunks and not filled:
+                    while not self._chunks and not taken:
                         self._ready.wait()
                     if not self._chunks:
                         break
@@ -185,11 +195,16 @@ class Pipe(io.RawIOBase):
                     self._ended = True
                     break
                 self._pending = memoryview(chunk)
-            size = min(len(buffer) - filled, len(self._pending))
-            buffer[filled:filled + size] = self._pending[:size]
-            self._pending = self._pending[size:]
-            filled += size
-        return filled
+            piece = self._pending[:limit - taken]
+            self._pending = self._pending[len(piece):]
+            pieces.append(piece)
+            taken += len(piece)
+        return b"".join(pieces)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
 
 def _batches(source: Any, columns: Sequence[PgColumn]) -> Iterator[pa.RecordBatch]:
@@ -198,6 +213,7 @@ def _batches(source: Any, columns: Sequence[PgColumn]) -> Iterator[pa.RecordBatc
     try:
         reader = pcsv.open_csv(
             source,
+            memory_pool=_POOL,
             read_options=pcsv.ReadOptions(column_names=keys, block_size=BLOCK_SIZE),
             parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(
