@@ -228,9 +228,11 @@ def _convert(form: Form, fixed: dict[int, pa.DataType] | None) -> Callable[[list
         if form == "parts":
             return Parts(chunks)
         table = finish_table(chunks, fixed)
-        if form == "arrow":
-            return table if fixed is None else table.combine_chunks().to_batches()[0] if table.num_rows \
-                else pa.RecordBatch.from_pylist([], schema=table.schema)
+        if form == "arrow" and fixed is None:
+            return table
+        if form == "arrow":  # one chunk of a stream
+            batches = table.combine_chunks().to_batches()
+            return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
         objects = {i: [v for c in chunks for v in c.objects[i]] for i in chunks[0].objects}
         return frame_from_arrow(table, objects)
 

@@ -23,12 +23,15 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncResult, create_async_engine
 
 from .. import _sql
-from ..frames import frame_from_rows, rows_affected
+from ..frames import frame_from_rows, holds_dates, rows_affected
 from . import Form
 
 __all__ = ["WRITE_OPTION", "SQLiteBackend"]
 
 T = TypeVar("T")
+
+_DATE = "%Y-%m-%d"
+_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME storage format
 
 # Execution option marking a connection that will write (SQLite then begins IMMEDIATE).
 WRITE_OPTION = "oriza_write"
@@ -113,14 +116,16 @@ class SQLiteBackend:
         return _in_form(pd.concat(frames, ignore_index=True), form)
 
     def encode(self, frame: pd.DataFrame) -> list[tuple[Any, ...]] | None:
-        """Rows of plain Python values (ints, floats, strings, bytes, None) for sqlite3's
-        own executemany, or None where a column needs pandas' type handling (dates, ...)."""
+        """Rows of plain Python values (ints, floats, strings, None; dates and datetimes as
+        the text SQLAlchemy stores) for sqlite3's own executemany, or None where a column
+        needs pandas' type handling."""
         columns = []
         for _, column in frame.items():
             dtype = column.dtype
-            plain = (pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype)
-                     or pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_string_dtype(dtype))
-            if not plain:
+            if pd.api.types.is_datetime64_any_dtype(dtype):  # as SQLAlchemy's Date and DateTime store them
+                column = column.dt.strftime(_DATE if holds_dates(column) else _DATETIME)
+            elif not (pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype)
+                      or pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
                 return None
             values = column.astype(object).where(column.notna(), None).tolist()
             if pd.api.types.is_object_dtype(dtype) and not all(isinstance(v, (str, type(None))) for v in values):
