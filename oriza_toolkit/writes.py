@@ -1,9 +1,11 @@
 """Writing a DataFrame to a table: all rows or none.
 
-The rows are encoded first (on PostgreSQL, to CSV for COPY, in a worker thread), before
-any transaction opens; then, in one transaction, pandas creates (or replaces) the table
-from the frame's dtypes and the backend streams the rows in. A failure leaves the table
-as it was, and the transaction lasts only as long as the load itself.
+The rows are prepared first, in a worker thread, before any transaction opens (on
+PostgreSQL: as arrow, JSON already serialised, for binary COPY; CSV where a type has no
+binary form), so a frame that cannot be written fails before anything starts. Then, in
+one transaction, pandas creates (or replaces) the table from the frame's dtypes and the
+backend streams the rows in (binary COPY batches are encoded while the server reads the
+one before: the transaction is never idle). A failure leaves the table as it was.
 """
 
 from __future__ import annotations

@@ -11,10 +11,12 @@ table's types first, where arrow can do so exactly.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pandas as pd
@@ -26,7 +28,10 @@ from pgpq.schema import Jsonb
 from .. import _sql
 from ..frames import holds_dates
 
-__all__ = ["BinaryRows", "column_types_sql", "encode", "for_table"]
+__all__ = ["BinaryRows", "column_types_sql", "encode", "for_table", "payload"]
+
+# Rows per batch handed to the encoder: the server reads one while the next is encoded.
+BATCH_ROWS = 65_536
 
 # What each supported column type reads in binary, as arrow (by the server's type name).
 _ARROW_FOR: dict[str, pa.DataType] = {
@@ -51,25 +56,24 @@ _ARROW_FOR: dict[str, pa.DataType] = {
 
 @dataclass
 class BinaryRows:
-    """A frame's rows as arrow, with the column types they are encoded for and, once
-    encoded, the COPY payload."""
+    """A frame's rows as arrow, and which text columns go to ``jsonb``."""
 
     table: pa.Table
-    json_columns: frozenset[str]
-    payload: bytes | None = None
+    jsonb: frozenset[str]
 
     def server_types(self) -> list[str | None]:
-        """The column types the payload is encoded for (the server's names)."""
-        return [_server_type(field, field.name in self.json_columns) for field in self.table.schema]
+        """The column types the rows are encoded for (the server's names)."""
+        return [_server_type(field, field.name in self.jsonb) for field in self.table.schema]
 
 
 def encode(frame: pd.DataFrame) -> BinaryRows | None:
-    """``frame`` as binary COPY rows, or None if a column has no exact binary encoding.
+    """``frame`` as arrow rows ready for binary COPY, or None if a column has no exact
+    binary encoding.
 
     Raises ``ValueError`` naming the column for dicts or lists JSON cannot represent.
     """
     arrays = {}
-    json_columns = set()
+    jsonb = set()
     for name, column in frame.items():
         try:
             values, is_json = _arrow_column(column)
@@ -79,27 +83,25 @@ def encode(frame: pd.DataFrame) -> BinaryRows | None:
             return None
         arrays[str(name)] = values
         if is_json:
-            json_columns.add(str(name))
+            jsonb.add(str(name))
     try:
-        table = pa.table(arrays)
-        rows = BinaryRows(table, frozenset(json_columns))
-        if any(_server_type(field, field.name in json_columns) is None for field in table.schema):
+        rows = BinaryRows(pa.table(arrays), frozenset(jsonb))
+        if None in rows.server_types():
             return None
-        rows.payload = _payload(table, json_columns)
+        _encoder(rows)  # fails now, before any transaction, for a type pgpq cannot encode
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         return None
     return rows
 
 
-def for_table(rows: BinaryRows, columns: Mapping[str, str]) -> bytes | None:
-    """The payload for a table whose columns have the server types ``columns`` (name to
-    type): the one already encoded if they match, else the rows cast to the table's
-    types and encoded again; None where no exact cast exists."""
+def for_table(rows: BinaryRows, columns: Mapping[str, str]) -> BinaryRows | None:
+    """``rows`` for a table whose columns have the server types ``columns`` (name to type):
+    as they are if those match, else cast to the table's types; None where arrow has no
+    exact cast."""
     wanted = [columns.get(field.name) for field in rows.table.schema]
     if wanted == rows.server_types():
-        return rows.payload
+        return rows
     arrays = []
-    json_columns = set()
     for field, kind in zip(rows.table.schema, wanted, strict=True):
         column = rows.table.column(field.name)
         target = column.type if kind == "numeric" and pa.types.is_decimal(column.type) else _target_type(kind)
@@ -109,12 +111,24 @@ def for_table(rows: BinaryRows, columns: Mapping[str, str]) -> bytes | None:
             arrays.append(column if column.type == target else column.cast(target))  # safe casts only
         except (pa.ArrowException, ValueError):
             return None
-        if kind in ("json", "jsonb"):
-            json_columns.add(field.name)
+    cast = BinaryRows(pa.table(arrays, names=rows.table.column_names),
+                      frozenset(name for name, kind in zip(rows.table.column_names, wanted, strict=True)
+                                if kind == "jsonb"))
     try:
-        return _payload(pa.table(arrays, names=rows.table.column_names), json_columns, columns)
+        _encoder(cast)
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         return None
+    return cast
+
+
+async def payload(rows: BinaryRows) -> AsyncIterator[bytes]:
+    """The binary COPY stream of ``rows``, each batch encoded in a worker thread while the
+    server reads the one before."""
+    encoder = _encoder(rows)
+    yield encoder.write_header()
+    for batch in rows.table.to_batches(max_chunksize=BATCH_ROWS):
+        yield await asyncio.to_thread(encoder.write_batch, batch)
+    yield encoder.finish()
 
 
 def _target_type(kind: str | None) -> pa.DataType | None:
@@ -130,18 +144,11 @@ def _target_type(kind: str | None) -> pa.DataType | None:
     return _ARROW_FOR.get(kind)
 
 
-def _payload(table: pa.Table, json_columns: set[str] | frozenset[str],
-             columns: Mapping[str, str] | None = None) -> bytes:
-    encoders = {field.name: pgpq.ArrowToPostgresBinaryEncoder.infer_encoder(field) for field in table.schema}
-    for name in json_columns:
-        field = table.schema.field(name)
-        if columns is None or columns.get(name) == "jsonb":
-            encoders[name] = StringEncoderBuilder.new_with_output(field, Jsonb())
-    encoder = pgpq.ArrowToPostgresBinaryEncoder.new_with_encoders(table.schema, encoders)
-    parts = [encoder.write_header()]
-    parts += [encoder.write_batch(batch) for batch in table.to_batches()]
-    parts.append(encoder.finish())
-    return b"".join(parts)
+def _encoder(rows: BinaryRows) -> Any:
+    encoders = {field.name: pgpq.ArrowToPostgresBinaryEncoder.infer_encoder(field) for field in rows.table.schema}
+    for name in rows.jsonb:
+        encoders[name] = StringEncoderBuilder.new_with_output(rows.table.schema.field(name), Jsonb())
+    return pgpq.ArrowToPostgresBinaryEncoder.new_with_encoders(rows.table.schema, encoders)
 
 
 def _arrow_column(column: pd.Series) -> tuple[pa.ChunkedArray | pa.Array | None, bool]:

@@ -146,7 +146,7 @@ class PostgresBackend:
         return _convert(form, None)(chunks) if chunks else parts[0].result
 
     def encode(self, frame: pd.DataFrame) -> BinaryRows | bytes | None:
-        """Binary COPY rows (pgpq), or CSV where a column has no exact binary encoding."""
+        """Arrow rows for binary COPY (pgpq), or CSV where a column has no exact binary encoding."""
         return pgbinary.encode(frame) or _arrow_csv(frame)
 
     async def write(
@@ -156,10 +156,10 @@ class PostgresBackend:
         columns = [str(c) for c in frame.columns]
         if isinstance(encoded, BinaryRows):
             types = dict(await driver.fetch(*pgbinary.column_types_sql(table, schema)))
-            payload = pgbinary.for_table(encoded, types) if types.keys() >= set(columns) else None
-            if payload is not None:
-                await driver.copy_to_table(table, source=io.BytesIO(payload), columns=columns, schema_name=schema,
-                                           format="binary")
+            rows = pgbinary.for_table(encoded, types) if types.keys() >= set(columns) else None
+            if rows is not None:
+                await driver.copy_to_table(table, source=pgbinary.payload(rows), columns=columns,
+                                           schema_name=schema, format="binary")
                 return
             encoded = await asyncio.to_thread(_arrow_csv, frame)  # a column type arrow cannot cast to exactly
         if encoded is not None:
