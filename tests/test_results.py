@@ -144,6 +144,16 @@ def test_a_big_read_failing_near_its_end_returns_nothing_partial(pg: oz.Database
         pg.query_arrow(sql)
 
 
+def test_a_value_pandas_cannot_hold_early_in_a_big_read_is_one_line(pg: oz.Database) -> None:
+    """The parser stops at row 10; the server still has 3M rows to send: they are dropped,
+    not waited for (the pipe would fill and the read hang)."""
+    sql = ("select g, case when g = 10 then 'infinity'::timestamptz else timestamptz '2024-01-01' end as at "
+           "from generate_series(1, 3000000) as g")
+    with pytest.raises(oz.QueryError, match="column 'at' holds 'infinity'"):
+        pg.query(sql)
+    assert pg.query("select 1 as x").x[0] == 1
+
+
 def test_stream_options_are_checked_where_called(pg: oz.Database) -> None:
     with pytest.raises(ValueError, match="rows must be a whole number of at least 1, not 0"):
         pg.stream("select 1", rows=0)

@@ -141,6 +141,7 @@ class Pipe(io.RawIOBase):
         self._room.set()
         self._pending = memoryview(b"")
         self._ended = False
+        self._reader_gone = False
         self.buffered = 0
         self.received = 0
 
@@ -148,8 +149,10 @@ class Pipe(io.RawIOBase):
         return True
 
     async def feed(self, data: bytes) -> None:
-        """COPY's sink."""
+        """COPY's sink (dropping what no reader will read any more)."""
         await self._room.wait()
+        if self._reader_gone:
+            return
         with self._ready:
             self._chunks.append(data)
             self.buffered += len(data)
@@ -157,6 +160,12 @@ class Pipe(io.RawIOBase):
             if self.buffered > PIPE_BYTES:
                 self._room.clear()
             self._ready.notify()
+
+    def reader_gone(self) -> None:
+        """The parser stopped early (a value it cannot parse): from the parser's thread,
+        let COPY run to its end without waiting for room."""
+        self._reader_gone = True
+        self._loop.call_soon_threadsafe(self._room.set)
 
     def end(self) -> None:
         """No more data (also on failure, so the reader stops)."""
@@ -356,6 +365,9 @@ def _parse(source: Any, columns: Sequence[PgColumn], convert: Callable[[list[Chu
         emit("end", None)
     except BaseException as error:  # surfaced on the loop, where the caller awaits
         emit("error", error)
+    finally:
+        if isinstance(source, Pipe):
+            source.reader_gone()
 
 
 async def copy_whole(driver: Any, text: str, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any]
