@@ -337,7 +337,7 @@ async def fetch_partitioned(
     used = set(_sql.parameter_names(sql))
     if used & {"_oz_low", "_oz_high"}:
         raise ValueError("query uses a parameter name reserved for partitioned reads (:_oz_low, :_oz_high)")
-    inner = sql.rstrip().rstrip(";")
+    inner = _sql.parse(sql).sql  # without a trailing ";" (and the comments after it)
     ident = _sql.quote_identifier(column)
     bounds = (f"SELECT min({ident}) AS low, max({ident}) AS high, pg_typeof(min({ident}))::text AS kind "
               f"FROM ({inner}\n) AS _oz_q")

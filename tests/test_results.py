@@ -244,3 +244,9 @@ def test_a_batch_runs_as_many_queries_as_the_pool_can_give(pg: oz.Database) -> N
     start = time.perf_counter()
     pg.query_many({f"q{i}": "select pg_sleep(1)" for i in range(8)}, progress=False)
     assert time.perf_counter() - start < 1.8  # 5 at a time would take two rounds: 2 s
+
+
+def test_partitioned_read_of_sql_as_an_analyst_types_it(pg: oz.Database) -> None:
+    sql = "select g from generate_series(1, 100) as g -- all of them\n; -- done"
+    frame = pg.query(sql, partition_on="g", partitions=3)
+    assert sorted(frame.g.tolist()) == list(range(1, 101))
