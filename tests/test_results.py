@@ -82,6 +82,18 @@ def test_stream_on_sqlite_keeps_the_first_chunks_dtypes(sqlite_url: str) -> None
         assert pd.concat(chunks).x.tolist() == list(range(1, 11))
 
 
+def test_breaking_out_of_a_sqlite_stream_lets_writers_in(sqlite_url: str) -> None:
+    with oz.connect(sqlite_url) as db:
+        db.execute("create table t (x integer)")
+        db.execute("insert into t select value from json_each('[1,2,3,4,5,6,7,8,9,10]')")
+        for chunk in db.stream("select x from t", rows=2):
+            assert len(chunk) == 2
+            break
+        with oz.connect(sqlite_url, connect_args={"timeout": 1}) as other:
+            assert other.execute("delete from t where x > 5") == 5
+        assert db.query("select count(*) as n from t").n[0] == 5
+
+
 def test_breaking_out_of_a_stream_cancels_the_query_on_the_server(pg: oz.Database) -> None:
     marker = "oz_break_marker"
     # 20M rows: far more than the pipe and socket buffers hold, so the server is still

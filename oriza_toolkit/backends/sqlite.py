@@ -96,18 +96,21 @@ class SQLiteBackend:
                 names = list(result.keys())
                 fetch = result.fetchmany
             first: pd.DataFrame | None = None
-            while True:
-                batch = await _interruptible(driver, fetch(rows))
-                if not batch and first is not None:
-                    return
-                frame = await asyncio.to_thread(frame_from_rows, batch, names)
-                if first is None:
-                    first = frame
-                else:
-                    frame = frame.astype({c: t for c, t in first.dtypes.items() if t is not np.dtype(object)})
-                yield pa.RecordBatch.from_pandas(frame, preserve_index=False) if arrow else frame
-                if len(batch) < rows:
-                    return
+            try:
+                while True:
+                    batch = await _interruptible(driver, fetch(rows))
+                    if not batch and first is not None:
+                        return
+                    frame = await asyncio.to_thread(frame_from_rows, batch, names)
+                    if first is None:
+                        first = frame
+                    else:
+                        frame = frame.astype({c: t for c, t in first.dtypes.items() if t is not np.dtype(object)})
+                    yield pa.RecordBatch.from_pandas(frame, preserve_index=False) if arrow else frame
+                    if len(batch) < rows:
+                        return
+            finally:  # an unfinished SELECT holds SQLite's shared lock: writers would wait
+                await (cursor.close() if isinstance(sql, str) else result.close())
 
         return chunks()
 
