@@ -36,7 +36,8 @@ enum               ``category`` (ordered)              categories in the enum's 
 On SQLite (the embedded default) a column's dtype follows its values: integers
 ``Int64``, reals ``float64``, text ``str``, blobs ``object`` (``bytes``); a typed Core
 statement's booleans, dates, datetimes and decimals come back as ``boolean``,
-``datetime64[s]``, ``datetime64[us]`` and ``object`` (``Decimal``).
+``datetime64[s]``, ``datetime64[us]`` and ``decimal128(p, s)[pyarrow]`` (as on
+PostgreSQL); a column mixing kinds of value (SQLite allows it) stays ``object``.
 """
 
 from __future__ import annotations

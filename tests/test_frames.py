@@ -119,4 +119,10 @@ def test_sqlite_typed_core_statement(sqlite_url: str) -> None:
     assert str(df.b.dtype) == "boolean" and df.b[0]
     assert str(df.d.dtype) == "datetime64[s]" and df.d[0] == pd.Timestamp("2024-01-02")
     assert str(df.ts.dtype) == "datetime64[us]" and df.ts[0] == pd.Timestamp("2024-01-02 03:04:05")
-    assert df.n[0] == Decimal("1.25")
+    assert df.n[0] == Decimal("1.25") and str(df.n.dtype) == "decimal128(3, 2)[pyarrow]"
+
+
+def test_sqlite_column_mixing_kinds_stays_objects(sqlite_url: str) -> None:
+    with oz.connect(sqlite_url) as db:
+        df = db.query("select 1 as v union all select 'two' union all select null")
+    assert str(df.v.dtype) == "object" and sorted(df.v.dropna().tolist(), key=str) == [1, "two"]
