@@ -42,6 +42,7 @@ PostgreSQL); a column mixing kinds of value (SQLite allows it) stays ``object``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -60,7 +61,8 @@ except ImportError:  # pragma: no cover
     _to_object_array_tuples = None
 
 __all__ = [
-    "DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows", "holds_dates", "parse_json", "rows_affected",
+    "DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows", "holds_dates", "object_kind", "parse_json",
+    "rows_affected",
 ]
 
 # Field metadata a backend sets on columns arrow cannot type: their values are text to parse.
@@ -150,6 +152,29 @@ def holds_dates(column: pd.Series) -> bool:
         return False
     values = column.dropna()
     return bool(len(values)) and bool((values == values.dt.normalize()).all())
+
+
+def object_kind(values: pd.Series) -> str | None:
+    """What the (non-null) Python objects of a column all are, where the toolkit writes
+    that kind typed: ``"json"`` (dicts and lists), ``"decimal"`` (finite Decimals),
+    ``"bytes"``, ``"date"``, ``"time"`` or ``"str"``; None for anything else or nothing.
+
+    Example::
+
+        >>> object_kind(pd.Series([{"a": 1}, [2]]))
+        'json'
+    """
+    kinds = {type(v) for v in values}
+    if not kinds:
+        return None
+    if all(issubclass(k, (dict, list)) for k in kinds):
+        return "json"
+    if all(issubclass(k, Decimal) for k in kinds):
+        return "decimal" if all(v.is_finite() for v in values) else None
+    if all(issubclass(k, (bytes, bytearray)) for k in kinds):
+        return "bytes"
+    single = {dt.date: "date", dt.time: "time", str: "str"}
+    return single.get(next(iter(kinds))) if len(kinds) == 1 else None
 
 
 def rows_affected(rowcount: int | None, status: str | None = None) -> pd.DataFrame:

@@ -11,8 +11,6 @@ one before: the transaction is never idle). A failure leaves the table as it was
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-from decimal import Decimal
 from typing import Any, Literal
 
 import pandas as pd
@@ -24,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .backends import Backend
 from .errors import OrizaError, WriteError
-from .frames import holds_dates
+from .frames import holds_dates, object_kind
 from .queries import connection, query_error
 
 __all__ = ["IfExists", "check_write", "write_frame"]
@@ -78,6 +76,9 @@ def _create(conn: Connection, frame: pd.DataFrame, table: str, schema: str | Non
                          dtype=_column_types(frame, conn.dialect.name))
 
 
+_OBJECT_TYPES: dict[str | None, Any] = {"bytes": LargeBinary, "date": Date, "time": Time}
+
+
 def _column_types(frame: pd.DataFrame, dialect: str) -> dict[str, Any]:
     """Column types where pandas' own choice would not read back as written: ``numeric(p,
     s)`` for decimals (pandas: TEXT), ``date`` for dates as the toolkit reads them (pandas:
@@ -94,28 +95,14 @@ def _column_types(frame: pd.DataFrame, dialect: str) -> dict[str, Any]:
             types[str(name)] = Interval()
         elif pd.api.types.is_object_dtype(dtype):
             values = column.dropna()
-            if len(values) and all(isinstance(v, Decimal) and v.is_finite() for v in values):
+            kind = object_kind(values)
+            if kind == "decimal":
                 exponents = [v.as_tuple() for v in values]
                 scale = max(max(-int(t.exponent), 0) for t in exponents)
                 digits = max(len(t.digits) + int(t.exponent) for t in exponents)
                 types[str(name)] = Numeric(max(digits, 1) + scale, scale)
-            elif len(values) and all(isinstance(v, (dict, list)) for v in values):
+            elif kind == "json":
                 types[str(name)] = JSONB() if dialect == "postgresql" else JSON()
-            elif kind := _object_type(values):
-                types[str(name)] = kind
+            elif kind in _OBJECT_TYPES:  # pandas sees no rows: the table is made from the first zero
+                types[str(name)] = _OBJECT_TYPES[kind]()
     return types
-
-
-def _object_type(values: pd.Series) -> Any:
-    """The column type for Python objects pandas can only see in rows it is not given
-    (the table is created from the frame's first zero rows)."""
-    kinds = {type(v) for v in values}
-    if not kinds:
-        return None
-    if all(issubclass(k, (bytes, bytearray)) for k in kinds):
-        return LargeBinary()
-    if kinds == {dt.date}:
-        return Date()
-    if kinds == {dt.time}:
-        return Time()
-    return None

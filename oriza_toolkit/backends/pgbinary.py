@@ -12,10 +12,8 @@ table's types first, where arrow can do so exactly.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -26,7 +24,7 @@ from pgpq.encoders import StringEncoderBuilder
 from pgpq.schema import Jsonb
 
 from .. import _sql
-from ..frames import holds_dates
+from ..frames import holds_dates, object_kind
 
 __all__ = ["BinaryRows", "column_types_sql", "encode", "for_table", "payload"]
 
@@ -151,6 +149,12 @@ def _encoder(rows: BinaryRows) -> Any:
     return pgpq.ArrowToPostgresBinaryEncoder.new_with_encoders(rows.table.schema, encoders)
 
 
+# Arrow types of the object kinds (frames.object_kind) written typed; decimals' are inferred.
+_OBJECT_ARROW: dict[str | None, pa.DataType | None] = {
+    "decimal": None, "bytes": pa.binary(), "date": pa.date32(), "time": pa.time64("us"), "str": pa.string(),
+}
+
+
 def _arrow_column(column: pd.Series) -> tuple[pa.ChunkedArray | pa.Array | None, bool]:
     """One column as arrow in the type the toolkit writes it as, and whether it is JSON."""
     dtype = column.dtype
@@ -170,8 +174,8 @@ def _arrow_column(column: pd.Series) -> tuple[pa.ChunkedArray | pa.Array | None,
     values = column.dropna()
     if not len(values):
         return pa.array([None] * len(column), pa.string()), False
-    kinds = {type(v) for v in values}
-    if all(issubclass(k, (dict, list)) for k in kinds):
+    kind = object_kind(values)
+    if kind == "json":
         dumps, options = orjson.dumps, orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
         try:
             # decoded at once: orjson's bytes keep spare capacity, and a million of them alive is slow
@@ -179,19 +183,12 @@ def _arrow_column(column: pd.Series) -> tuple[pa.ChunkedArray | pa.Array | None,
                              for v in column], pa.string()), True
         except (TypeError, orjson.JSONEncodeError) as error:
             raise ValueError(f"holds a value JSON cannot represent ({error}); convert it first") from None
-    if kinds == {Decimal}:
-        if not all(v.is_finite() for v in values):
-            return None, False
-        return pa.array([v if isinstance(v, Decimal) else None for v in column]), False
-    if all(issubclass(k, (bytes, bytearray)) for k in kinds):
-        return pa.array([bytes(v) if isinstance(v, (bytes, bytearray)) else None for v in column], pa.binary()), False
-    if kinds == {dt.date}:
-        return pa.array([v if isinstance(v, dt.date) else None for v in column], pa.date32()), False
-    if kinds == {dt.time} and not any(v.tzinfo for v in values):
-        return pa.array([v if isinstance(v, dt.time) else None for v in column], pa.time64("us")), False
-    if kinds == {str}:
-        return pa.array([v if isinstance(v, str) else None for v in column], pa.string()), False
-    return None, False
+    if kind not in _OBJECT_ARROW or (kind == "time" and any(v.tzinfo for v in values)):  # time has no zone
+        return None, False
+    cast = bytes if kind == "bytes" else lambda v: v  # bytearray too
+    present = column.notna().tolist()
+    return pa.array([cast(v) if ok else None for v, ok in zip(column, present, strict=True)],
+                    _OBJECT_ARROW[kind]), False
 
 
 def _server_type(field: pa.Field, is_json: bool) -> str | None:
