@@ -125,12 +125,12 @@ class PostgresBackend:
             if not isinstance(plan, _Copy):
                 yield _without_rows(plan, form)
                 return
-            fixed: dict[int, pa.DataType] = {}
+            first: list[Callable[[list[Chunk]], Any]] = []  # the converter, fixed by the first chunk
 
             def convert(chunks: list[Chunk]) -> Any:
-                if not fixed:
-                    fixed.update(stream_decimals(chunks[0]))
-                return _convert(form, fixed)(chunks)
+                if not first:
+                    first.append(_convert(form, stream_decimals(chunks[0])))
+                return first[0](chunks)
 
             with plan.errors():
                 parts = copy_stream(driver, plan.text, plan.columns, convert, rows)
