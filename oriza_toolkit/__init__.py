@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from . import connections
 from .config import OrizaWarning, database_url, mask_url
-from .database import Database, connect
+from .connections import connect
+from .database import Database
 from .errors import (
     BatchError,
     ConfigError,
@@ -25,7 +26,9 @@ from .errors import (
     SchemaDiffError,
     WriteError,
 )
+from .frames import RowsAffected
 from .settings import settings
+from .transaction import Transaction
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -57,7 +60,9 @@ __all__ = [
     "OrizaWarning",
     "QueryError",
     "QueryTimeoutError",
+    "RowsAffected",
     "SchemaDiffError",
+    "Transaction",
     "WriteError",
     "__version__",
     "connect",

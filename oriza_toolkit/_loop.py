@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["arun", "in_loop_thread", "run", "submit"]
+from .errors import OrizaError
+
+__all__ = ["Progress", "arun", "in_loop_thread", "run", "submit"]
 
 T = TypeVar("T")
 
@@ -47,6 +49,14 @@ def _serve(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_forever()
 
 
+class Progress(Protocol):
+    """What a caller shows while it waits: redrawn at each poll, finished at the end."""
+
+    def poll(self) -> None: ...
+
+    def finish(self) -> None: ...
+
+
 def in_loop_thread() -> bool:
     return threading.current_thread() is _thread
 
@@ -56,14 +66,25 @@ def submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
     return asyncio.run_coroutine_threadsafe(coro, _get_loop())
 
 
-def run(coro: Coroutine[Any, Any, T], *, poll: Callable[[], None] | None = None) -> T:
-    """Run ``coro`` on the loop and block until it ends, calling ``poll`` now and then.
+def run(coro: Coroutine[Any, Any, T], progress: Progress | None = None) -> T:
+    """Run ``coro`` on the loop and block until it ends, polling ``progress`` now and then.
 
-    ``poll`` runs on the calling thread (it draws progress bars where the user sees
-    them). On KeyboardInterrupt the coroutine is cancelled, and we wait (briefly) until
-    the cancellation has reached the server before re-raising, so an interrupted cell
-    leaves no query running.
+    ``progress`` is drawn on the calling thread (where the user sees it), and finished
+    however the call ends. On KeyboardInterrupt the coroutine is cancelled, and we wait
+    (briefly) until the cancellation has reached the server before re-raising, so an
+    interrupted cell leaves no query running. The toolkit's own errors are raised without
+    the loop thread's frames (noise to the caller).
     """
+    try:
+        return _run(coro, progress)
+    except OrizaError as error:
+        raise error.with_traceback(None) from None
+    finally:
+        if progress:
+            progress.finish()
+
+
+def _run(coro: Coroutine[Any, Any, T], progress: Progress | None) -> T:
     if in_loop_thread():
         coro.close()
         raise RuntimeError("a blocking oriza_toolkit call was made on the toolkit's own loop; await its a* twin")
@@ -77,9 +98,9 @@ def run(coro: Coroutine[Any, Any, T], *, poll: Callable[[], None] | None = None)
 
     future = submit(tracked())
     try:
-        while poll is not None and not future.done():
+        while progress is not None and not future.done():
             concurrent.futures.wait([future], timeout=POLL_SECONDS)
-            poll()
+            progress.poll()
         return future.result()
     except KeyboardInterrupt:
         future.cancel()
@@ -87,15 +108,26 @@ def run(coro: Coroutine[Any, Any, T], *, poll: Callable[[], None] | None = None)
         raise
 
 
-async def arun(coro: Coroutine[Any, Any, T], *, poll: Callable[[], None] | None = None) -> T:
-    """Await ``coro`` on the loop from any other loop; cancelling the caller cancels it."""
+async def arun(coro: Coroutine[Any, Any, T], progress: Progress | None = None) -> T:
+    """Await ``coro`` on the loop from any other loop; cancelling the caller cancels it.
+    ``progress`` as for :func:`run`."""
+    try:
+        return await _arun(coro, progress)
+    except OrizaError as error:
+        raise error.with_traceback(None) from None
+    finally:
+        if progress:
+            progress.finish()
+
+
+async def _arun(coro: Coroutine[Any, Any, T], progress: Progress | None) -> T:
     if in_loop_thread():
         return await coro
     future = asyncio.wrap_future(submit(coro))
     try:
-        while poll is not None and not future.done():
+        while progress is not None and not future.done():
             await asyncio.wait({future}, timeout=POLL_SECONDS)
-            poll()
+            progress.poll()
         return await future
     except asyncio.CancelledError:
         future.cancel()

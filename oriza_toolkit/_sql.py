@@ -14,10 +14,20 @@ import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.sql import Executable
 
 __all__ = [
-    "ParsedSQL", "parameter_names", "parse", "quote_identifier", "quote_literal", "quote_type", "split_statements",
+    "Params", "ParsedSQL", "QuerySpec", "Statement", "parameter_names", "parse", "quote_identifier", "quote_literal",
+    "quote_type", "split_statements",
 ]
+
+# What the public calls take: SQL text (or a SQLAlchemy Core statement), and its values.
+Statement = str | Executable
+Params = Mapping[str, Any]
+# One entry of a batch: SQL alone, or (SQL, params).
+QuerySpec = Statement | tuple[Statement, Params]
 
 _IDENT_START = re.compile(r"[A-Za-z_\u0080-\uffff]")
 _IDENT = re.compile(r"[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*")

@@ -1,13 +1,21 @@
-"""Named connections, shared by Python and the magics.
+"""Opening databases: :func:`connect`, and the registry of named connections shared by
+Python and the magics.
 
-``connect("replica")`` and ``%sql -c replica`` open (once) the database whose URL is
-``DATABASE_URL_REPLICA`` (environment or ``.env``); ``"default"`` is the usual resolution
-(``DATABASE_URL``, ``.env``, the embedded SQLite file). ``register`` names any URL.
+Which call gives which ``Database``:
+
+- ``connect()`` / ``connect(url)`` opens a **new** pool each time (``url``, else
+  ``DATABASE_URL``, else ``.env``, else the embedded SQLite file); close it when done.
+- ``connect("name")`` / ``get("name")`` gives the **shared** Database of that name, the
+  same object every time until it is closed: ``DATABASE_URL_NAME`` from the environment or
+  ``.env``, or whatever :func:`register` (``%sql --connect NAME URL``) opened under it.
+  ``connect("default")`` is the shared default connection that ``%sql`` uses.
+- ``replicas=["name"]`` in a partitioned read resolves names here too.
 
 Example::
 
     import oriza_toolkit as oz
-    replica = oz.connect("replica")            # the same Database every time, until closed
+    db = oz.connect()                          # a new pool on the default database
+    replica = oz.connect("replica")            # the shared DATABASE_URL_REPLICA connection
     oz.connections.register("scratch", "sqlite+aiosqlite:///scratch.db")
     oz.connections.names()                     # {'replica': 'postgresql+asyncpg://me:***@...', ...}
 """
@@ -20,15 +28,39 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from . import database
 from .config import mask_url, named_url
 from .database import Database
+from .errors import OrizaError
 
-__all__ = ["close", "get", "is_name", "names", "register"]
+__all__ = ["DEFAULT", "close", "connect", "get", "is_name", "names", "register"]
 
 DEFAULT = "default"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _lock = threading.Lock()
 _open: dict[str, Database] = {}
+
+
+def connect(url: str | URL | None = None, **engine_options: Any) -> Database:
+    """Open a new :class:`Database`: ``url``, else ``DATABASE_URL``, else ``.env``, else embedded SQLite.
+
+    A name instead of a URL (``connect("replica")``) is the shared connection of that name
+    (see the module docstring). ``engine_options`` go to SQLAlchemy's
+    ``create_async_engine`` (``pool_size``, ``echo``...).
+
+    Example::
+
+        >>> import oriza_toolkit as oz
+        >>> oz.connect().query("select 1 as x").x.tolist()
+        [1]
+    """
+    try:
+        if isinstance(url, str) and "://" not in url and url.strip() and is_name(url):
+            return get(url, **engine_options)
+        return Database(url, **engine_options)
+    except (OrizaError, TypeError) as error:
+        del url  # a traceback's locals must not show the password
+        raise error.with_traceback(None) from None
 
 
 def is_name(text: object) -> bool:
@@ -72,3 +104,8 @@ def names() -> dict[str, str]:
     """The open connections' names and URLs, passwords masked. Example: ``names()``."""
     with _lock:
         return {name: mask_url(db.url) for name, db in _open.items() if not db.closed}
+
+
+# Database resolves the names in ``replicas=`` through this registry (it cannot import
+# this module, which imports it).
+database.resolve_name = get

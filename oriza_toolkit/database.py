@@ -1,4 +1,9 @@
-"""``Database``: one AsyncEngine on a background loop, with awaitable and blocking calls."""
+"""``Database``: one AsyncEngine on a background loop, with awaitable and blocking calls.
+
+Each public method is a one-line twin (``query``/``aquery``, ...) over a private method that
+checks its arguments on the caller's thread and returns the coroutine to run; ``_run`` and
+``_arun`` run it on the toolkit's loop (``_loop.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import atexit
 import contextlib
 import os
 import weakref
-from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -17,21 +22,28 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import _loop, queries
-from .backends import Backend, Form, backend_for
+from . import _loop, partitioned
+from . import queries as _queries
+from ._private import pool_max_overflow
+from ._sql import Params, QuerySpec, Statement
+from .backends import Form, backend_for
 from .config import database_url, mask_url
 from .errors import BatchError, ConfigError, OrizaError, QueryError
 from .parquet import ParquetSink, check_parquet
 from .progress import BatchProgress, ElapsedTimer
-from .queries import Params, QuerySpec, Statement, check_batch, check_params, check_statement, check_timeout
+from .queries import check_batch, check_params, check_statement, check_timeout
+from .transaction import Transaction
 from .writes import IfExists, check_write, write_frame
 
-__all__ = ["Database", "connect"]
+__all__ = ["Database"]
 
 T = TypeVar("T")
 # Rows per chunk of a stream (and of a Parquet write) unless the call says.
 STREAM_ROWS = 100_000
 _open: weakref.WeakSet[Database] = weakref.WeakSet()
+# How a connection name in ``replicas=`` becomes a Database: the registry of named
+# connections (``connections.py``, which imports this module) installs its lookup here.
+resolve_name: Callable[[str], Database] | None = None
 
 
 class Database:
@@ -61,7 +73,7 @@ class Database:
             raise ConfigError(f"invalid engine option: {' '.join(str(error).split(', using configuration')[0].split())}"
                               ).with_traceback(None) from None
         self._closed = False
-        self._session = queries.Session(self.engine, self.backend)
+        self._session = _queries.Session(self.engine, self.backend)
         # A Database dropped without close() still gives its connections back.
         self._finalizer = weakref.finalize(self, _dispose, self.engine)
         _open.add(self)
@@ -80,7 +92,7 @@ class Database:
     @property
     def dialect(self) -> str:
         """The database's dialect name: ``"postgresql"`` or ``"sqlite"``."""
-        return self.engine.dialect.name
+        return self.backend.name
 
     @property
     def pool_size(self) -> int:
@@ -92,31 +104,17 @@ class Database:
     def max_concurrency(self) -> int:
         """How many queries a batch runs at once by default: every connection the pool can
         give, its overflow included (SQLAlchemy's defaults: 5 kept + 10 more = 15)."""
-        overflow = getattr(self.engine.pool, "_max_overflow", 0)
-        return self.pool_size + max(int(overflow), 0)
+        return self.pool_size + pool_max_overflow(self.engine.pool)
 
     # -- the async core ---------------------------------------------------------------
 
-    def _run(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | ElapsedTimer | None = None) -> T:
+    def _run(self, coro: Coroutine[Any, Any, T], progress: _loop.Progress | None = None) -> T:
         self._check_open(coro)
-        try:
-            return _loop.run(coro, poll=progress.poll if progress else None)
-        except OrizaError as error:
-            raise error.with_traceback(None) from None  # the loop thread's frames are noise here
-        finally:
-            if progress:
-                progress.finish()
+        return _loop.run(coro, progress)
 
-    async def _arun(self, coro: Coroutine[Any, Any, T], progress: BatchProgress | ElapsedTimer | None = None
-                    ) -> T:
+    async def _arun(self, coro: Coroutine[Any, Any, T], progress: _loop.Progress | None = None) -> T:
         self._check_open(coro)
-        try:
-            return await _loop.arun(coro, poll=progress.poll if progress else None)
-        except OrizaError as error:
-            raise error.with_traceback(None) from None
-        finally:
-            if progress:
-                progress.finish()
+        return await _loop.arun(coro, progress)
 
     def _check_open(self, coro: Coroutine[Any, Any, Any]) -> None:
         if self._closed:
@@ -131,38 +129,28 @@ class Database:
         check_statement(sql, params)
         check_timeout(timeout)
         if partition_on is None and partitions is None and not replicas:
-            return queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout, form=form), \
+            return _queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout, form=form), \
                 ElapsedTimer()
-        sources = self._partition_sources(sql, partition_on, partitions, replicas)
-        if self.dialect != "postgresql":  # one file, one reader: nothing to split
-            return queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout, form=form), \
-                ElapsedTimer()
-        assert isinstance(sql, str) and partition_on is not None
-        return queries.fetch_partitioned(sources, sql, params, column=partition_on, partitions=partitions or 1,
-                                         form=form, timeout=timeout), ElapsedTimer()
+        partitioned.check_partitioning(sql, partition_on, partitions)
+        assert isinstance(sql, str) and isinstance(partition_on, str) and isinstance(partitions, int)
+        sources = [partitioned.Source(db.engine, db.backend) for db in [self, *self._replicas(replicas)]]
+        return partitioned.read(sources, sql, params, column=partition_on, partitions=partitions, form=form,
+                                timeout=timeout), ElapsedTimer()
 
-    def _partition_sources(self, sql: Statement, partition_on: object, partitions: object, replicas: object
-                           ) -> list[tuple[AsyncEngine, Backend]]:
-        if not isinstance(partition_on, str) or not partition_on:
-            raise TypeError(f"partition_on must name a column of the query's result, not {partition_on!r}")
-        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
-            raise ValueError(f"partitions must be a whole number of at least 1, not {partitions!r}")
-        if not isinstance(sql, str):
-            raise TypeError("partitioned reads take SQL text, not a SQLAlchemy statement")
+    def _replicas(self, replicas: object) -> list[Database]:
+        """``replicas=`` as Databases: each a Database, or a connection name (the registry's)."""
         if isinstance(replicas, (str, Database)) or not isinstance(replicas, Sequence):
             raise TypeError(f"replicas must be a list of Database objects or connection names, not {replicas!r}")
-        from . import connections  # it imports this module
-
-        servers = [self]
+        found = []
         for replica in replicas:
-            if isinstance(replica, str):
-                replica = connections.get(replica)
+            if isinstance(replica, str) and resolve_name is not None:
+                replica = resolve_name(replica)
             if not isinstance(replica, Database):
                 raise TypeError(f"replicas must be Database objects or connection names, not {replica!r}")
-            if replica.dialect != self.dialect:
+            if replica.backend.name != self.backend.name:
                 raise ValueError(f"replica {replica!r} is {replica.dialect}, not {self.dialect}")
-            servers.append(replica)
-        return [(server.engine, server.backend) for server in servers]
+            found.append(replica)
+        return found
 
     def _stream(self, sql: Statement, params: Params | None, rows: object, arrow: bool) -> AsyncGenerator[Any, None]:
         check_statement(sql, params, name="stream")
@@ -170,31 +158,31 @@ class Database:
             raise ValueError(f"rows must be a whole number of at least 1, not {rows!r}")
         if self._closed:
             raise OrizaError(f"{self!r} is closed; call oz.connect() for a new one")
-        return queries.stream_chunks(self.engine, self.backend, sql, params, rows=rows, arrow=arrow)
+        return _queries.stream_chunks(self.engine, self.backend, sql, params, rows=rows, arrow=arrow)
 
     def _query_many(
         self,
-        queries_: Mapping[str, QuerySpec],
+        queries: Mapping[str, QuerySpec],
         max_concurrency: int | None,
         timeout: float | None,
         errors: Literal["raise", "return"],
         progress: bool | None,
     ) -> tuple[Coroutine[Any, Any, dict[str, Any]], BatchProgress]:
-        check_batch(queries_, errors, max_concurrency)
+        check_batch(queries, errors, max_concurrency)
         check_timeout(timeout)
-        bar = BatchProgress(list(queries_), enabled=progress)
-        return self._batch(queries_, max_concurrency, timeout, errors, bar), bar
+        bar = BatchProgress(list(queries), enabled=progress)
+        return self._batch(queries, max_concurrency, timeout, errors, bar), bar
 
     async def _batch(
         self,
-        queries_: Mapping[str, QuerySpec],
+        queries: Mapping[str, QuerySpec],
         max_concurrency: int | None,
         timeout: float | None,
         errors: Literal["raise", "return"],
         progress: BatchProgress,
     ) -> dict[str, Any]:
-        outcomes = await queries.fetch_frames(
-            self.engine, self.backend, queries_, max_concurrency=max_concurrency or self.max_concurrency,
+        outcomes = await _queries.fetch_frames(
+            self.engine, self.backend, queries, max_concurrency=max_concurrency or self.max_concurrency,
             timeout=timeout, progress=progress,
         )
         failed = {name: out for name, out in outcomes.items() if isinstance(out, QueryError)}
@@ -213,21 +201,26 @@ class Database:
 
     def _execute(self, sql: Statement, params: Params | None) -> Coroutine[Any, Any, int]:
         check_statement(sql, params, name="execute")
-        return queries.execute(self.engine, sql, params)
+        return _queries.execute(self.engine, self.backend, sql, params)
 
     def _write(self, frame: pd.DataFrame, table: str, schema: str | None, if_exists: IfExists
                ) -> Coroutine[Any, Any, int]:
         check_write(frame, table, schema, if_exists)
         return write_frame(self.engine, self.backend, frame, table, schema=schema, if_exists=if_exists)
 
+    def _transaction(self) -> Transaction:
+        if self._closed:
+            raise OrizaError(f"{self!r} is closed; call oz.connect() for a new one")
+        return Transaction(self.engine, self.backend)
+
     def _tables(self, schema: str | None) -> Coroutine[Any, Any, list[str]]:
         if schema is not None and not isinstance(schema, str):
             raise TypeError(f"schema must be a string, not {type(schema).__name__}")
-        return queries.table_names(self.engine, schema)
+        return _queries.table_names(self.engine, self.backend, schema)
 
     def _describe(self, table: str, schema: str | None) -> Coroutine[Any, Any, pd.DataFrame]:
-        name, schema = queries.split_table_name(table, schema)
-        return queries.describe_table(self.engine, name, schema)
+        name, schema = _queries.split_table_name(table, schema)
+        return _queries.describe_table(self.engine, self.backend, name, schema)
 
     # -- awaitable API ------------------------------------------------------------------
 
@@ -348,7 +341,7 @@ class Database:
 
     async def aquery_many(
         self,
-        queries_: Mapping[str, QuerySpec],
+        queries: Mapping[str, QuerySpec],
         *,
         max_concurrency: int | None = None,
         timeout: float | None = None,
@@ -357,7 +350,7 @@ class Database:
     ) -> dict[str, Any]:
         """Run many named queries at once; return ``{name: DataFrame}``.
 
-        Each value of ``queries_`` is SQL or ``(SQL, params)``. At most
+        Each value of ``queries`` is SQL or ``(SQL, params)``. At most
         ``max_concurrency`` (default: :attr:`max_concurrency`, what the pool can give)
         run at a time. Every query runs to
         its end; then, with ``errors="raise"``, a :class:`BatchError` names the failed
@@ -371,14 +364,15 @@ class Database:
             frames = await db.aquery_many({"n": "select count(*) from flights",
                                            "jfk": ("select * from flights where origin = :o", {"o": "JFK"})})
         """
-        return await self._arun(*self._query_many(queries_, max_concurrency, timeout, errors, progress))
+        return await self._arun(*self._query_many(queries, max_concurrency, timeout, errors, progress))
 
     async def arun_script(self, sql: str, params: Params | None = None, *, timeout: float | None = None
                           ) -> list[pd.DataFrame]:
         """Run statements (``;``-separated) in order on this Database's own session
         connection, where temp tables, ``SET`` and transactions persist from call to call;
-        return each statement's result (statements without rows: an empty frame with
-        ``attrs["rowcount"]``). The ``%sql`` magic runs here.
+        return each statement's result (statements without rows: a
+        :class:`~oriza_toolkit.RowsAffected`, an empty frame with ``rowcount`` and ``status``).
+        The ``%sql`` magic runs here.
 
         Example::
 
@@ -405,6 +399,18 @@ class Database:
             await db.aexecute("delete from flights where year < :y", {"y": 2013})
         """
         return await self._arun(self._execute(sql, params))
+
+    def atransaction(self) -> Transaction:
+        """A transaction for ``async with``: its statements, reads and writes commit together
+        at the end of the block, or (on an error or an interrupt) none of them do.
+
+        Example::
+
+            async with db.atransaction() as tx:
+                await tx.aexecute("delete from results where day = :d", {"d": day})
+                await tx.awrite(frame, "results", if_exists="append")
+        """
+        return self._transaction()
 
     async def awrite(
         self, frame: pd.DataFrame, table: str, *, schema: str | None = None, if_exists: IfExists = "fail"
@@ -515,7 +521,7 @@ class Database:
 
     def query_many(
         self,
-        queries_: Mapping[str, QuerySpec],
+        queries: Mapping[str, QuerySpec],
         *,
         max_concurrency: int | None = None,
         timeout: float | None = None,
@@ -523,7 +529,7 @@ class Database:
         progress: bool | None = None,
     ) -> dict[str, Any]:
         """Blocking :meth:`aquery_many`. Example: ``db.query_many({"a": "select 1 as a"})``."""
-        return self._run(*self._query_many(queries_, max_concurrency, timeout, errors, progress))
+        return self._run(*self._query_many(queries, max_concurrency, timeout, errors, progress))
 
     def run_script(self, sql: str, params: Params | None = None, *, timeout: float | None = None
                    ) -> list[pd.DataFrame]:
@@ -533,6 +539,17 @@ class Database:
     def execute(self, sql: Statement, params: Params | None = None) -> int:
         """Blocking :meth:`aexecute`. Example: ``db.execute("create table t (x int)")``."""
         return self._run(self._execute(sql, params))
+
+    def transaction(self) -> Transaction:
+        """Blocking :meth:`atransaction`, for a ``with`` block.
+
+        Example::
+
+            with db.transaction() as tx:
+                tx.execute("delete from results where day = :d", {"d": day})
+                tx.write(frame, "results", if_exists="append")
+        """
+        return self._transaction()
 
     def write(
         self, frame: pd.DataFrame, table: str, *, schema: str | None = None, if_exists: IfExists = "fail"
@@ -590,31 +607,6 @@ async def _next(chunks: AsyncGenerator[Any, None]) -> Any:
         return await anext(chunks)
     except StopAsyncIteration:
         return _END
-
-
-def connect(url: str | URL | None = None, **engine_options: Any) -> Database:
-    """Open a :class:`Database`: ``url``, else ``DATABASE_URL``, else ``.env``, else embedded SQLite.
-
-    A name instead of a URL (``connect("replica")``) is the shared connection of that name
-    (``DATABASE_URL_REPLICA``; see :mod:`oriza_toolkit.connections`). ``engine_options`` go to
-    SQLAlchemy's ``create_async_engine`` (``pool_size``, ``echo``...).
-
-    Example::
-
-        >>> import oriza_toolkit as oz
-        >>> oz.connect().query("select 1 as x").x.tolist()
-        [1]
-    """
-    try:
-        if isinstance(url, str) and "://" not in url and url.strip():
-            from . import connections  # it imports this module
-
-            if connections.is_name(url):
-                return connections.get(url, **engine_options)
-        return Database(url, **engine_options)
-    except (OrizaError, TypeError) as error:
-        del url  # a traceback's locals must not show the password
-        raise error.with_traceback(None) from None
 
 
 def _dispose(engine: AsyncEngine) -> None:

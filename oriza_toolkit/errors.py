@@ -86,7 +86,7 @@ class QueryError(OrizaError):
             return self
         copy = QueryError(name, self.sql or sql, self.detail, position=self.position, sqlstate=self.sqlstate)
         if isinstance(self, QueryTimeoutError):
-            copy = QueryTimeoutError(name, self.sql or sql, self.timeout, dialect=self.dialect)
+            copy = QueryTimeoutError(name, self.sql or sql, self.timeout, stopped=self.stopped)
         return copy
 
     def _message(self) -> str:
@@ -97,12 +97,12 @@ class QueryError(OrizaError):
 
 
 class QueryTimeoutError(QueryError):
-    """A statement ran past its timeout and was cancelled on the server."""
+    """A statement ran past its timeout and was stopped: ``stopped`` says how (the
+    backend's wording, e.g. "was cancelled on the server")."""
 
-    def __init__(self, name: str, sql: str, timeout: float, *, dialect: str = "postgresql") -> None:
+    def __init__(self, name: str, sql: str, timeout: float, *, stopped: str = "was cancelled on the server") -> None:
         self.timeout = timeout
-        self.dialect = dialect
-        stopped = "was interrupted" if dialect == "sqlite" else "was cancelled on the server"
+        self.stopped = stopped
         super().__init__(name, sql, f"timed out after {timeout:g} s and {stopped}", sqlstate="57014")
 
 

@@ -45,25 +45,27 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, ClassVar, Literal, cast
 
-import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from ._private import object_matrix
+from .errors import QueryError
 from .settings import settings
 
-try:  # what DataFrame.from_records uses; the public API has no C-speed rows-to-columns
-    from pandas._libs.lib import to_object_array_tuples as _to_object_array_tuples  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    _to_object_array_tuples = None
-
 __all__ = [
-    "DECIMAL_TEXT", "JSON", "KIND", "frame_from_arrow", "frame_from_rows", "holds_dates", "object_kind", "parse_json",
-    "rows_affected",
+    "DECIMAL_TEXT", "JSON", "KIND", "Chunk", "Form", "RowsAffected", "decimal_type", "finish_table", "frame_from_arrow",
+    "frame_from_rows", "from_chunks", "holds_dates", "json_texts", "object_kind", "parse_json", "stream_decimals",
 ]
+
+# What a read returns: a DataFrame, a pyarrow Table, or its parsed chunks (to be joined
+# with other reads' chunks of the same columns, as a partitioned read does).
+Form = Literal["frame", "arrow", "chunks"]
 
 # Field metadata a backend sets on columns arrow cannot type: their values are text to parse.
 KIND = b"oriza.kind"
@@ -177,19 +179,60 @@ def object_kind(values: pd.Series) -> str | None:
     return single.get(next(iter(kinds))) if len(kinds) == 1 else None
 
 
-def rows_affected(rowcount: int | None, status: str | None = None) -> pd.DataFrame:
-    """The result of a statement that returns no rows: an empty frame whose ``attrs`` hold
-    ``rowcount`` (None where the driver counts nothing, as for DDL) and the server's
-    ``status`` (its command tag, e.g. ``"INSERT 0 3"``, where there is one).
+def json_texts(column: pd.Series) -> list[str | None]:
+    """The JSON text of each dict or list of ``column`` (None for anything else).
+
+    Raises ``ValueError`` (to be prefixed with the column's name) for a value JSON cannot
+    represent.
 
     Example::
 
-        >>> rows_affected(3, "INSERT 0 3").attrs
-        {'rowcount': 3, 'status': 'INSERT 0 3'}
+        >>> json_texts(pd.Series([{"a": 1}, None, [2]]))
+        ['{"a":1}', None, '[2]']
     """
-    frame = pd.DataFrame()
-    frame.attrs.update(rowcount=rowcount, status=status)
-    return frame
+    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    try:
+        # decoded at once: orjson's bytes keep spare capacity, and a million of them alive is slow
+        return [orjson.dumps(v, option=options).decode() if isinstance(v, (dict, list)) else None for v in column]
+    except (TypeError, orjson.JSONEncodeError) as error:
+        raise ValueError(f"holds a value JSON cannot represent ({error}); convert it first") from None
+
+
+class RowsAffected(pd.DataFrame):
+    """The result of a statement that returns no rows: an empty DataFrame that also says
+    how many rows the statement touched.
+
+    ``rowcount`` is None where the driver counts nothing (DDL); ``status`` is the server's
+    command tag (``"INSERT 0 3"``) where there is one. Anything computed from it is a plain
+    DataFrame.
+
+    Example::
+
+        >>> done = RowsAffected(3, "INSERT 0 3")
+        >>> (done.rowcount, done.status, len(done))
+        (3, 'INSERT 0 3', 0)
+    """
+
+    _metadata: ClassVar[list[str]] = ["rowcount", "status"]
+    rowcount: int | None
+    status: str | None
+
+    def __init__(self, rowcount: int | None = None, status: str | None = None) -> None:
+        super().__init__()
+        self.rowcount = rowcount
+        self.status = status
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        return pd.DataFrame
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def __str__(self) -> str:
+        if self.rowcount is None:
+            return self.status or "done"
+        return f"{self.rowcount:,} row{'' if self.rowcount == 1 else 's'} affected"
 
 
 def frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.DataFrame:
@@ -207,7 +250,7 @@ def frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.D
         frame = pd.DataFrame({i: pd.Series([], dtype=object) for i in range(len(names))})
         frame.columns = pd.Index(list(names), dtype=object)
         return frame
-    matrix = _object_matrix(rows, len(names))
+    matrix = object_matrix(rows, len(names))
     arrays = []
     objects = {}
     for i in range(len(names)):
@@ -221,10 +264,79 @@ def frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.D
     return frame
 
 
-def _object_matrix(rows: Sequence[Sequence[Any]], width: int) -> Any:
-    """The rows as a 2-D object array (pandas' own C routine where it has it)."""
-    if _to_object_array_tuples is not None and isinstance(rows, list) and isinstance(rows[0], tuple):
-        return _to_object_array_tuples(rows)
-    matrix = np.empty((len(rows), width), dtype=object)
-    matrix[:] = [tuple(row) for row in rows]
-    return matrix
+@dataclass
+class Chunk:
+    """One parsed batch: arrow columns in their final types (numeric still as text, sized
+    once the whole result or the first chunk is known), and each JSON column's values
+    already parsed, by column index."""
+
+    batch: pa.RecordBatch
+    objects: dict[int, list[Any]]
+
+
+
+def finish_table(chunks: Sequence[Chunk], decimals: dict[int, pa.DataType] | None = None) -> pa.Table:
+    """The chunks as one table, numeric columns as exact decimals.
+
+    ``decimals`` fixes each numeric column's type (a stream sizes them from its first
+    chunk); otherwise each gets the narrowest decimal that holds every value exactly
+    (asyncpg does not report a column's declared precision), or stays text (NaN,
+    Infinity, more than 76 digits).
+    """
+    table = pa.Table.from_batches([c.batch for c in chunks])
+    for i, field in enumerate(table.schema):
+        if (field.metadata or {}).get(KIND) != DECIMAL_TEXT:
+            continue
+        kind = decimals[i] if decimals is not None and i in decimals else decimal_type(table.column(i))
+        if kind is not None:
+            try:
+                column = pc.cast(table.column(i), kind)
+            except pa.ArrowInvalid:
+                raise QueryError("query", "", f"column {field.name!r} has a value that does not fit {kind} "
+                                 "(sized from the stream's first chunk); cast it in the SQL, "
+                                 f"e.g. {field.name}::numeric(38, 10)") from None
+            table = table.set_column(i, pa.field(field.name, kind), column)
+    return table
+
+
+def decimal_type(array: pa.ChunkedArray | pa.Array) -> pa.DataType | None:
+    """The narrowest decimal type holding every value of a column of numeric text, or None."""
+    text = pc.utf8_ltrim(array, "-")
+    if pc.any(pc.match_substring_regex(text, "^[A-Za-z]")).as_py():
+        return None
+    dot = pc.find_substring(text, ".")
+    length = pc.utf8_length(text)
+    has_dot = pc.greater_equal(dot, 0)
+    scale = pc.max(pc.if_else(has_dot, pc.subtract(pc.subtract(length, dot), 1), 0)).as_py() or 0
+    digits = pc.max(pc.if_else(has_dot, dot, length)).as_py() or 1
+    precision = max(digits + scale, 1)
+    if precision > 76:
+        return None
+    return (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)
+
+
+def stream_decimals(chunk: Chunk) -> dict[int, pa.DataType]:
+    """Fixed numeric types for a stream, from its first chunk: that chunk's scale, and the
+    widest precision of the decimal type it needs (38 or 76 digits)."""
+    fixed = {}
+    for i, field in enumerate(chunk.batch.schema):
+        if (field.metadata or {}).get(KIND) == DECIMAL_TEXT:
+            kind = decimal_type(chunk.batch.column(i))
+            if kind is not None:
+                fixed[i] = pa.decimal128(38, kind.scale) if kind.precision <= 38 else pa.decimal256(76, kind.scale)
+    return fixed
+
+
+def from_chunks(chunks: Sequence[Chunk], form: Form, fixed: dict[int, pa.DataType] | None = None) -> Any:
+    """Parsed chunks of one result as ``form``: a DataFrame, a pyarrow Table (or, with
+    numeric types ``fixed``, one record batch of a stream), or the chunks themselves."""
+    if form == "chunks":
+        return list(chunks)
+    table = finish_table(chunks, fixed)
+    if form == "arrow" and fixed is None:
+        return table
+    if form == "arrow":  # one chunk of a stream
+        batches = table.combine_chunks().to_batches()
+        return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+    objects = {i: [v for c in chunks for v in c.objects[i]] for i in chunks[0].objects}
+    return frame_from_arrow(table, objects)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import JSON, bindparam, inspect, text
 from sqlalchemy import exc as sa_exc
@@ -25,17 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from . import _sql
+from ._sql import Params, QuerySpec, Statement
 from .backends import Backend, Form
-from .backends.sqlite import WRITE_OPTION
-from .config import DEFAULT_CONNECT_TIMEOUT, asyncpg_connect_args, describe_location, mask_url
+from .config import describe_location, mask_url
 from .errors import DatabaseConnectionError, OrizaError, QueryError, QueryTimeoutError
 from .progress import BatchProgress
 
 __all__ = [
-    "Params",
-    "QuerySpec",
+    "ConnectionLost",
     "Session",
-    "Statement",
     "check_batch",
     "check_params",
     "check_statement",
@@ -45,22 +41,12 @@ __all__ = [
     "execute",
     "fetch_frame",
     "fetch_frames",
-    "fetch_partitioned",
-    "parameter_names",
+    "query_error",
+    "running",
+    "split_table_name",
     "stream_chunks",
     "table_names",
 ]
-
-Statement = str | Executable
-Params = Mapping[str, Any]
-QuerySpec = Statement | tuple[Statement, Params]
-
-parameter_names = _sql.parameter_names
-
-# Driver errors that mean the connection itself is gone (the server restarted, a proxy
-# dropped it): the pool must forget that connection.
-_DEAD_CONNECTION = ("ConnectionDoesNotExistError", "ConnectionResetError", "BrokenPipeError",
-                    "InterfaceError", "ConnectionFailureError")
 
 
 # -- checks on the caller's thread ------------------------------------------------------
@@ -134,24 +120,24 @@ def check_batch(queries: object, errors: object, max_concurrency: object) -> Non
 
 
 @asynccontextmanager
-async def connection(engine: AsyncEngine, *, begin: bool = False) -> AsyncIterator[AsyncConnection]:
-    """Check a connection out of the pool, turning connect failures into one clear error.
+async def connection(engine: AsyncEngine, backend: Backend, *, begin: bool = False) -> AsyncIterator[AsyncConnection]:
+    """Check a connection out of the pool, turning connect failures into one clear error;
+    with ``begin``, inside a write transaction (committed at the end, rolled back on error).
 
     A connection whose driver connection has died is invalidated, so the pool replaces it.
     """
     try:
         conn = await engine.connect()
     except (OSError, sa_exc.DBAPIError, sa_exc.InterfaceError, TimeoutError) as error:
-        raise _connection_error(engine, error) from None
+        raise _connection_error(engine, backend, error) from None
     try:
         if begin:
-            await conn.execution_options(**{WRITE_OPTION: True})
-            async with conn.begin():
+            async with backend.begin_write(conn):
                 yield conn
         else:
             yield conn
     except Exception as error:
-        if _is_dead_connection(error) or _driver_closed(conn):
+        if _is_dead_connection(error, backend) or _driver_closed(conn):
             await conn.invalidate()
             if not isinstance(error, OrizaError):
                 raise ConnectionLost(error) from error
@@ -182,14 +168,12 @@ def _driver_closed(conn: AsyncConnection) -> bool:
     return bool(is_closed()) if callable(is_closed) else False
 
 
-def _is_dead_connection(error: BaseException) -> bool:
+def _is_dead_connection(error: BaseException, backend: Backend | None) -> bool:
     inner = _server_error(error)
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
         return False  # SQLAlchemy saw it already
-    sqlstate = str(getattr(inner, "sqlstate", "") or "")
-    # 57P01-57P03: the server was shut down or restarted under us; 08...: connection exceptions
-    return (type(inner).__name__ in _DEAD_CONNECTION or isinstance(inner, (ConnectionError, BrokenPipeError))
-            or sqlstate.startswith(("57P0", "08")))
+    return isinstance(inner, (ConnectionError, BrokenPipeError)) or (
+        backend is not None and backend.is_lost_connection(inner))
 
 
 _LOST = "the connection to the server was lost"
@@ -199,12 +183,12 @@ def _lost(detail: str) -> str:
     return f"{_LOST} ({detail}); the next query opens a new one"
 
 
-def _connection_error(engine: AsyncEngine, error: BaseException) -> DatabaseConnectionError:
+def _connection_error(engine: AsyncEngine, backend: Backend, error: BaseException) -> DatabaseConnectionError:
     url = engine.url
     where = describe_location(url)
     inner = _server_error(error)
     if isinstance(inner, TimeoutError):
-        timeout = _connect_timeout(engine)
+        timeout = backend.connect_timeout(url)
         return DatabaseConnectionError(
             f"cannot connect to {where}: the server did not answer within {timeout:g} s; check the host and "
             "port, and that a firewall or VPN lets you reach it (connect_timeout=SECONDS in the URL waits longer)",
@@ -215,14 +199,6 @@ def _connection_error(engine: AsyncEngine, error: BaseException) -> DatabaseConn
         f"and that host, port, user, password and database in DATABASE_URL are right",
         url=mask_url(url),
     )
-
-
-def _connect_timeout(engine: AsyncEngine) -> float:
-    try:
-        timeout = asyncpg_connect_args(engine.url)[1]["timeout"]
-    except OrizaError:
-        timeout = None
-    return float(timeout or DEFAULT_CONNECT_TIMEOUT)
 
 
 def _driver_message(error: BaseException) -> str:
@@ -240,8 +216,9 @@ def _server_error(error: BaseException) -> BaseException:
     return inner
 
 
-def query_error(error: BaseException, name: str, sql: str) -> QueryError:
-    """A one-line :class:`QueryError` for ``error`` raised while running ``sql``."""
+def query_error(error: BaseException, name: str, sql: str, backend: Backend | None = None) -> QueryError:
+    """A one-line :class:`QueryError` for ``error`` raised while running ``sql`` (on ``backend``,
+    which tells a lost connection from other errors)."""
     if isinstance(error, QueryError):
         return error.renamed(name, sql)
     inner = _server_error(error)
@@ -250,7 +227,7 @@ def query_error(error: BaseException, name: str, sql: str) -> QueryError:
     hint = getattr(inner, "hint", None)
     if hint:
         detail = f"{detail} (hint: {hint})"
-    if isinstance(error, ConnectionLost) or _is_dead_connection(error):
+    if isinstance(error, ConnectionLost) or _is_dead_connection(error, backend):
         detail = _lost(detail)
     return QueryError(
         name, sql, detail,
@@ -264,7 +241,7 @@ def sql_text(sql: Statement, dialect: Dialect | None = None) -> str:
 
 
 @contextmanager
-def _raising_query_errors(name: str, sql: Statement, dialect: Dialect) -> Iterator[None]:
+def _raising_query_errors(name: str, sql: Statement, dialect: Dialect, backend: Backend) -> Iterator[None]:
     """Turn any driver or SQLAlchemy error into a one-line :class:`QueryError` naming ``name``.
 
     Cancellation passes through untouched.
@@ -278,7 +255,7 @@ def _raising_query_errors(name: str, sql: Statement, dialect: Dialect) -> Iterat
     except OrizaError:
         raise
     except Exception as error:
-        raise query_error(error, name, sql_text(sql, dialect)) from None
+        raise query_error(error, name, sql_text(sql, dialect), backend) from None
 
 
 # -- running ----------------------------------------------------------------------------
@@ -294,9 +271,9 @@ async def fetch_frame(
     timeout: float | None = None,
     form: Form = "frame",
 ) -> Any:
-    """Run one query and return its rows as a DataFrame (see frames.py for dtypes), or as
-    the backend's other ``form``: a pyarrow Table, or parts to combine."""
-    async with _running(name, sql, timeout, engine, backend), connection(engine) as conn:
+    """Run one query and return its rows as a DataFrame (see frames.py for dtypes), or in
+    another ``form``: a pyarrow Table, or parsed chunks to join with others'."""
+    async with running(name, sql, timeout, engine, backend), connection(engine, backend) as conn:
         return await backend.read(conn, sql, params, form)
 
 
@@ -305,99 +282,28 @@ async def stream_chunks(
 ) -> AsyncGenerator[Any, None]:
     """The rows of one query in chunks of ``rows``, on one pooled connection held until the
     last chunk is read or the iterator is closed (which cancels the query on the server)."""
-    with _raising_query_errors("stream", sql, engine.dialect):
-        async with connection(engine) as conn:
+    with _raising_query_errors("stream", sql, engine.dialect, backend):
+        async with connection(engine, backend) as conn:
             chunks = backend.stream(conn, sql, params, rows, arrow)
             async with contextlib.aclosing(chunks):
                 async for chunk in chunks:
                     yield chunk
 
 
-_PARTITION_TYPES = {"smallint", "integer", "bigint", "numeric", "real", "double precision", "date",
-                    "timestamp without time zone", "timestamp with time zone"}
-
-
-async def fetch_partitioned(
-    sources: Sequence[tuple[AsyncEngine, Backend]],
-    sql: str,
-    params: Params | None,
-    *,
-    column: str,
-    partitions: int,
-    form: Form,
-    timeout: float | None = None,
-) -> Any:
-    """One query read as ``partitions`` ranges of ``column``, all at once, spread over
-    ``sources`` (the first also finds the ranges); the same columns and dtypes as one read.
-
-    As connectorx does: ``min``/``max`` of the column over the whole query first, then one
-    query per range (NULLs go with the first).
-    """
-    engine, backend = sources[0]
-    used = set(_sql.parameter_names(sql))
-    if used & {"_oz_low", "_oz_high"}:
-        raise ValueError("query uses a parameter name reserved for partitioned reads (:_oz_low, :_oz_high)")
-    inner = _sql.parse(sql).sql  # without a trailing ";" (and the comments after it)
-    ident = _sql.quote_identifier(column)
-    bounds = (f"SELECT min({ident}) AS low, max({ident}) AS high, pg_typeof(min({ident}))::text AS kind "
-              f"FROM ({inner}\n) AS _oz_q")
-    async with _running("query", sql, timeout, engine, backend):
-        found = await fetch_frame(engine, backend, bounds, params, timeout=timeout)
-    low, high, kind = found["low"].iloc[0], found["high"].iloc[0], str(found["kind"].iloc[0])
-    if kind not in _PARTITION_TYPES:
-        raise QueryError("query", sql, f"partition_on column {column!r} is {kind}; partition on a number, "
-                         "date or timestamp column")
-    if pd.isna(low):  # no rows, or only NULLs
-        return await fetch_frame(engine, backend, sql, params, timeout=timeout, form=form)
-    edges = _edges(low, high, partitions)
-    queries_ = []
-    for i, (start, end) in enumerate(itertools.pairwise(edges)):
-        last = i == len(edges) - 2
-        where = f"{ident} >= :_oz_low AND {ident} {'<=' if last else '<'} :_oz_high"
-        if i == 0:
-            where = f"({where}) OR {ident} IS NULL"
-        queries_.append((f"SELECT * FROM ({inner}\n) AS _oz_q WHERE {where}",
-                         {**(params or {}), "_oz_low": start, "_oz_high": end}))
-
-    async def one(index: int) -> Any:
-        where_engine, where_backend = sources[index % len(sources)]
-        part_sql, part_params = queries_[index]
-        return await fetch_frame(where_engine, where_backend, part_sql, part_params, name="query",
-                                 timeout=timeout, form="parts")
-
-    async with _running("query", sql, timeout, engine, backend):
-        parts = await asyncio.gather(*(one(i) for i in range(len(queries_))))
-    return await asyncio.to_thread(backend.combine, parts, form)  # CPU work: off the loop
-
-
-def _edges(low: Any, high: Any, partitions: int) -> list[Any]:
-    """``partitions + 1`` ascending bounds from ``low`` to ``high`` (fewer if the range is narrow)."""
-    if isinstance(low, pd.Timestamp):
-        low, high = low.to_pydatetime(), high.to_pydatetime()
-    if isinstance(low, (int, np.integer)):
-        low, high = int(low), int(high)
-        step = max((high - low) // partitions, 1)
-        edges = list(range(low, high, step))[:partitions]
-    else:
-        width = (high - low) / partitions
-        edges = [low + width * i for i in range(partitions)] if width else [low]
-    return [*edges, high]
-
-
 @asynccontextmanager
-async def _running(name: str, sql: Statement, timeout: float | None, engine: AsyncEngine, backend: Backend
-                   ) -> AsyncIterator[None]:
+async def running(name: str, sql: Statement, timeout: float | None, engine: AsyncEngine, backend: Backend
+                  ) -> AsyncIterator[None]:
     """Run the body under ``timeout``, its errors as one-line :class:`QueryError` naming ``name``."""
     try:
         # The timeout cancels the work inside (which lets cancellation through) and only
         # then raises TimeoutError, out here.
         async with asyncio.timeout(timeout):
-            with _raising_query_errors(name, sql, engine.dialect):
+            with _raising_query_errors(name, sql, engine.dialect, backend):
                 yield
     except TimeoutError:
         if timeout is None:
             raise
-        raise QueryTimeoutError(name, sql_text(sql, engine.dialect), timeout, dialect=backend.name) from None
+        raise QueryTimeoutError(name, sql_text(sql, engine.dialect), timeout, stopped=backend.stopped) from None
 
 
 async def fetch_frames(
@@ -437,7 +343,7 @@ async def fetch_frames(
         if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
             raise outcome
         if isinstance(outcome, Exception):
-            outcome = query_error(outcome, name, sql_text(_split(queries[name])[0]))
+            outcome = query_error(outcome, name, sql_text(_split(queries[name])[0]), backend)
         results[name] = outcome
     return results
 
@@ -452,13 +358,14 @@ def split_table_name(table: str, schema: str | None) -> tuple[str, str | None]:
     return tail.strip('"'), head.strip('"')
 
 
-async def table_names(engine: AsyncEngine, schema: str | None = None) -> list[str]:
+async def table_names(engine: AsyncEngine, backend: Backend, schema: str | None = None) -> list[str]:
     """Names of the tables in ``schema`` (default: the default schema), sorted."""
-    async with connection(engine) as conn:
+    async with connection(engine, backend) as conn:
         return await conn.run_sync(lambda sync: sorted(inspect(sync).get_table_names(schema=schema)))
 
 
-async def describe_table(engine: AsyncEngine, table: str, schema: str | None = None) -> pd.DataFrame:
+async def describe_table(engine: AsyncEngine, backend: Backend, table: str, schema: str | None = None
+                         ) -> pd.DataFrame:
     """One row per column of ``table``: name, type, nullable, default, primary key."""
 
     def describe(sync: Connection) -> pd.DataFrame:
@@ -470,7 +377,7 @@ async def describe_table(engine: AsyncEngine, table: str, schema: str | None = N
 
     full = f"{schema}.{table}" if schema else table
     try:
-        async with connection(engine) as conn:
+        async with connection(engine, backend) as conn:
             return await conn.run_sync(describe)
     except sa_exc.NoSuchTableError:
         raise QueryError("describe", full, f"no table named {full!r}") from None
@@ -481,15 +388,21 @@ def _split(spec: QuerySpec) -> tuple[Statement, Params | None]:
     return spec if isinstance(spec, tuple) else (spec, None)
 
 
-async def execute(engine: AsyncEngine, sql: Statement, params: Params | None = None) -> int:
+async def execute(engine: AsyncEngine, backend: Backend, sql: Statement, params: Params | None = None) -> int:
     """Run one DDL/DML statement in its own transaction; return the rows it affected (0 for DDL)."""
-    with _raising_query_errors("execute", sql, engine.dialect):
-        async with connection(engine, begin=True) as conn:
-            if isinstance(sql, str):
-                result = await conn.execute(_as_text(sql, params))
-            else:
-                result = await conn.execute(sql, dict(params or {}))
-            return max(int(result.rowcount), 0)
+    with _raising_query_errors("execute", sql, engine.dialect, backend):
+        async with connection(engine, backend, begin=True) as conn:
+            return await execute_on(conn, sql, params)
+
+
+async def execute_on(conn: AsyncConnection, sql: Statement, params: Params | None = None) -> int:
+    """Run one DDL/DML statement on ``conn`` (in whatever transaction it is in); return the
+    rows it affected (0 for DDL)."""
+    if isinstance(sql, str):
+        result = await conn.execute(_as_text(sql, params))
+    else:
+        result = await conn.execute(sql, dict(params or {}))
+    return max(int(result.rowcount), 0)
 
 
 def _as_text(sql: str, params: Params | None) -> Executable:
@@ -526,8 +439,8 @@ class Session:
 
     async def run(self, sql: str, params: Params | None = None, *, timeout: float | None = None
                   ) -> list[pd.DataFrame]:
-        """Run each statement of ``sql`` in order; return each one's result (an empty frame
-        with ``attrs["rowcount"]`` for statements that return no rows)."""
+        """Run each statement of ``sql`` in order; return each one's result (a
+        :class:`~oriza_toolkit.frames.RowsAffected` for statements that return no rows)."""
         statements = _sql.split_statements(sql)
         if not statements:
             raise ValueError("the SQL is empty")
@@ -538,10 +451,10 @@ class Session:
             used = set(_sql.parameter_names(statement))
             wanted = {key: value for key, value in (params or {}).items() if key in used}
             try:
-                async with _running(name, statement, timeout, self.engine, self.backend):
+                async with running(name, statement, timeout, self.engine, self.backend):
                     results.append(await self.backend.read(conn, statement, wanted))
             except BaseException as error:
-                if _is_dead_connection(error) or _driver_closed(conn):
+                if _is_dead_connection(error, self.backend) or _driver_closed(conn):
                     await self._drop()
                     if isinstance(error, QueryError) and not error.detail.startswith(_LOST):
                         raise QueryError(error.name, error.sql, _lost(error.detail)) from None
@@ -555,7 +468,7 @@ class Session:
             try:
                 self._conn = await self.engine.connect()
             except (OSError, sa_exc.DBAPIError, sa_exc.InterfaceError, TimeoutError) as error:
-                raise _connection_error(self.engine, error) from None
+                raise _connection_error(self.engine, self.backend, error) from None
         return self._conn
 
     async def _drop(self) -> None:

@@ -15,17 +15,16 @@ from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import JSON, Date, Interval, LargeBinary, Numeric, Time
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import JSON, Date, LargeBinary, Numeric, Time
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .backends import Backend
 from .errors import OrizaError, WriteError
 from .frames import holds_dates, object_kind
 from .queries import connection, query_error
 
-__all__ = ["IfExists", "check_write", "write_frame"]
+__all__ = ["IfExists", "check_write", "encode", "write_frame", "write_on"]
 
 IfExists = Literal["fail", "append", "replace"]
 
@@ -54,36 +53,58 @@ async def write_frame(
     schema: str | None = None,
     if_exists: IfExists = "fail",
 ) -> int:
-    """Write ``frame`` (without its index) to ``table``; return the number of rows written."""
+    """Write ``frame`` (without its index) to ``table`` in a transaction of its own; return
+    the number of rows written."""
+    encoded = await encode(backend, frame, table)
+    async with connection(engine, backend, begin=True) as conn:
+        return await write_on(conn, backend, frame, table, encoded, schema=schema, if_exists=if_exists)
+
+
+async def encode(backend: Backend, frame: pd.DataFrame, table: str) -> Any:
+    """The frame's rows as ``backend`` writes them, prepared in a worker thread (before any
+    transaction opens, so a frame that cannot be written fails before anything starts)."""
     try:
-        encoded = await asyncio.to_thread(backend.encode, frame) if len(frame) else None
-        async with connection(engine, begin=True) as conn:
-            await conn.run_sync(_create, frame, table, schema, if_exists)
-            if len(frame):
-                await backend.write(conn, frame, table, schema, encoded)
+        return await asyncio.to_thread(backend.encode, frame) if len(frame) else None
+    except (OrizaError, asyncio.CancelledError):
+        raise
+    except ValueError as error:
+        raise WriteError(table, str(error)) from None
+    except Exception as error:
+        raise WriteError(table, query_error(error, table, "", backend).detail) from None
+
+
+async def write_on(conn: AsyncConnection, backend: Backend, frame: pd.DataFrame, table: str, encoded: Any, *,
+                   schema: str | None = None, if_exists: IfExists = "fail") -> int:
+    """Create (or check, or replace) ``table`` and write the rows :func:`encode` prepared,
+    in ``conn``'s transaction; return the number of rows written."""
+    try:
+        await conn.run_sync(_create, frame, table, schema, if_exists, backend)
+        if len(frame):
+            await backend.write(conn, frame, table, schema, encoded)
     except (OrizaError, asyncio.CancelledError):
         raise
     except ValueError as error:  # pandas: "Table 'x' already exists."; SQLite type checks
         raise WriteError(table, str(error)) from None
     except Exception as error:
-        raise WriteError(table, query_error(error, table, "").detail) from None
+        raise WriteError(table, query_error(error, table, "", backend).detail) from None
     return len(frame)
 
 
-def _create(conn: Connection, frame: pd.DataFrame, table: str, schema: str | None, if_exists: IfExists) -> None:
+def _create(conn: Connection, frame: pd.DataFrame, table: str, schema: str | None, if_exists: IfExists,
+            backend: Backend) -> None:
     """Create (or check, or replace) the table from the frame's dtypes, with no rows."""
-    frame.head(0).to_sql(table, conn, schema=schema, if_exists=if_exists, index=False,
-                         dtype=_column_types(frame, conn.dialect.name))
+    types = {**_column_types(frame), **backend.column_types(frame)}
+    frame.head(0).to_sql(table, conn, schema=schema, if_exists=if_exists, index=False, dtype=types)
 
 
 _OBJECT_TYPES: dict[str | None, Any] = {"bytes": LargeBinary, "date": Date, "time": Time}
 
 
-def _column_types(frame: pd.DataFrame, dialect: str) -> dict[str, Any]:
+def _column_types(frame: pd.DataFrame) -> dict[str, Any]:
     """Column types where pandas' own choice would not read back as written: ``numeric(p,
     s)`` for decimals (pandas: TEXT), ``date`` for dates as the toolkit reads them (pandas:
-    TIMESTAMP), ``interval`` for timedeltas (pandas: BIGINT of nanoseconds), ``jsonb`` for
-    dicts and lists, ``bytea``, ``date`` and ``time`` for those objects (pandas: TEXT)."""
+    TIMESTAMP), JSON for dicts and lists, binary, ``date`` and ``time`` for those objects
+    (pandas: TEXT). The backend's own choices (``jsonb``, ``interval``) go over these."""
     types: dict[str, Any] = {}
     for name, column in frame.items():
         dtype = column.dtype
@@ -91,8 +112,6 @@ def _column_types(frame: pd.DataFrame, dialect: str) -> dict[str, Any]:
             types[str(name)] = Numeric(dtype.pyarrow_dtype.precision, dtype.pyarrow_dtype.scale)
         elif holds_dates(column):
             types[str(name)] = Date()
-        elif pd.api.types.is_timedelta64_dtype(dtype) and dialect == "postgresql":
-            types[str(name)] = Interval()
         elif pd.api.types.is_object_dtype(dtype):
             values = column.dropna()
             kind = object_kind(values)
@@ -102,7 +121,7 @@ def _column_types(frame: pd.DataFrame, dialect: str) -> dict[str, Any]:
                 digits = max(len(t.digits) + int(t.exponent) for t in exponents)
                 types[str(name)] = Numeric(max(digits, 1) + scale, scale)
             elif kind == "json":
-                types[str(name)] = JSONB() if dialect == "postgresql" else JSON()
+                types[str(name)] = JSON()
             elif kind in _OBJECT_TYPES:  # pandas sees no rows: the table is made from the first zero
                 types[str(name)] = _OBJECT_TYPES[kind]()
     return types

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -147,3 +148,39 @@ def toolkit_shell(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interac
     finally:
         ipython.run_line_magic("unload_ext", "oriza_toolkit")
         InteractiveShell.clear_instance()
+
+
+def active_queries(db: oz.Database, marker: str) -> int:
+    """Queries containing ``marker`` running on the server right now (other than this one)."""
+    sql = ("select count(*) as n from pg_stat_activity "
+           "where state = 'active' and query like :m and pid <> pg_backend_pid()")
+    return int(db.query(sql, {"m": f"%{marker}%"}).n[0])
+
+
+def wait_until_idle(db: oz.Database, marker: str, seconds: float = 5.0) -> int:
+    """Wait (at most ``seconds``) until no query containing ``marker`` runs; return how many still do."""
+    deadline = time.monotonic() + seconds
+    while (running := active_queries(db, marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return running
+
+
+# Fixtures that start (or reach) PostgreSQL; modules whose tests start kernels, a browser or processes.
+_SERVER_FIXTURES = {"cluster", "pg_url", "pg", "servers", "scratch_database"}
+_KERNEL_MODULES = {"test_browser", "test_database", "test_interrupts", "test_alembic_magic", "test_migrations",
+                   "test_notebooks", "test_public_api", "test_sql_magic", "test_user_projects"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test ``server`` (it needs PostgreSQL), ``kernel`` (it starts processes) or
+    else ``fast``: ``pytest -m fast`` runs the in-process, SQLite-only subset."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_server = bool(fixtures & _SERVER_FIXTURES) or params.get("db_url") == "postgresql"
+        if on_server:
+            item.add_marker(pytest.mark.server)
+        if item.module is not None and item.module.__name__.rpartition(".")[2] in _KERNEL_MODULES:
+            item.add_marker(pytest.mark.kernel)
+        elif not on_server:
+            item.add_marker(pytest.mark.fast)

@@ -10,6 +10,8 @@ import pytest
 
 import oriza_toolkit as oz
 from oriza_toolkit import migrations
+from oriza_toolkit.backends import postgresql
+from oriza_toolkit.backends.postgresql import LOCK_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_TABLES = {"airlines", "airports", "planes", "weather", "flights"}
@@ -183,18 +185,18 @@ def test_an_explicit_config_from_another_folder(mdb: oz.Database, scratch: Path,
 
 
 def test_a_held_migration_lock_times_out_naming_the_holder(pg: oz.Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(migrations, "LOCK_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(postgresql, "LOCK_WAIT_SECONDS", 0.5)
     migrations.downgrade("base", pg)
     with oz.connect(pg.url) as holder:
         async def hold() -> None:
             async with holder.engine.connect() as conn:
-                await conn.exec_driver_sql(f"select pg_advisory_lock({migrations.LOCK_KEY})")
+                await conn.exec_driver_sql(f"select pg_advisory_lock({LOCK_KEY})")
                 try:
                     with pytest.raises(oz.MigrationError, match=r"^alembic upgrade head failed: another session "
                                        r"has been migrating this database for over 0\.5 s \(pid \d+, user "):
                         await asyncio.to_thread(migrations.upgrade, "head", pg)
                 finally:
-                    await conn.exec_driver_sql(f"select pg_advisory_unlock({migrations.LOCK_KEY})")
+                    await conn.exec_driver_sql(f"select pg_advisory_unlock({LOCK_KEY})")
 
         holder._run(hold())
     assert migrations.current(pg).current == []  # nothing ran
@@ -219,5 +221,5 @@ def test_env_py_takes_a_sync_engine(sqlite_url: str, tmp_path: Path) -> None:
 
 
 def test_the_worked_example_env_py_is_what_init_writes() -> None:
-    template = Path(migrations.__file__).parent / "templates" / "alembic" / "env.py"
+    template = Path(oz.__file__).parent / "templates" / "alembic" / "env.py"
     assert (ROOT / "alembic" / "env.py").read_text() == template.read_text()

@@ -1,4 +1,4 @@
-"""Results of any size: streams, arrow tables, Parquet files and partitioned reads."""
+"""Results of any size: streams, arrow tables and Parquet files (partitioned reads: test_partitioned.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import pytest
 
 import oriza_toolkit as oz
 
+from .conftest import wait_until_idle
+
 TYPED = """
 select g as id,
        case when g % 7 = 0 then null else g * 3 end as n,
@@ -29,20 +31,6 @@ select g as id,
        ('\\x' || lpad(to_hex(g % 256), 2, '0'))::bytea as raw
 from generate_series(1, :n) as g
 """
-
-
-def _active(db: oz.Database, marker: str) -> int:
-    """Queries containing ``marker`` running on the server right now (other than this one)."""
-    sql = ("select count(*) as n from pg_stat_activity "
-           "where state = 'active' and query like :m and pid <> pg_backend_pid()")
-    return int(db.query(sql, {"m": f"%{marker}%"}).n[0])
-
-
-def _wait_until_idle(db: oz.Database, marker: str) -> int:
-    deadline = time.monotonic() + 5
-    while (running := _active(db, marker)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return running
 
 
 def test_stream_chunks_join_to_the_whole_result(pg: oz.Database) -> None:
@@ -102,7 +90,7 @@ def test_breaking_out_of_a_stream_cancels_the_query_on_the_server(pg: oz.Databas
     for chunk in pg.stream(sql, rows=1_000):
         assert len(chunk) == 1_000
         break
-    assert _wait_until_idle(pg, marker) == 0
+    assert wait_until_idle(pg, marker) == 0
     assert pg.pool_status().startswith("0 in use")
     assert pg.query("select 1 as x").x[0] == 1
 
@@ -119,7 +107,7 @@ def test_an_async_stream_closed_early_cancels_the_query(pg: oz.Database) -> None
         return 0
 
     assert asyncio.run(first()) == 500
-    assert _wait_until_idle(pg, marker) == 0
+    assert wait_until_idle(pg, marker) == 0
 
 
 def test_a_stream_holds_a_few_chunks_not_the_result(pg: oz.Database) -> None:
@@ -220,45 +208,8 @@ def test_to_parquet_refuses_an_existing_result_directory(pg: oz.Database, tmp_pa
         pg.to_parquet("select 1 as x", tmp_path, rows_per_file=10)
 
 
-def test_partitioned_read_equals_the_plain_one(pg: oz.Database) -> None:
-    whole = pg.query(TYPED + " order by g", {"n": 30_000})
-    for column in ("id", "n", "day", "at", "score", "amount"):
-        parts = pg.query(TYPED, {"n": 30_000}, partition_on=column, partitions=3)
-        assert parts.dtypes.equals(whole.dtypes), column
-        ordered = parts.sort_values("id", ignore_index=True)
-        pd.testing.assert_frame_equal(ordered, whole, obj=column)
-
-
-def test_partitioned_read_spreads_over_replicas(pg: oz.Database, pg_url: str) -> None:
-    with oz.connect(pg_url) as other:
-        table = pg.query_arrow("select g from generate_series(1, 1000) as g", partition_on="g", partitions=4,
-                               replicas=[other])
-        assert sorted(table.column("g").to_pylist()) == list(range(1, 1001))
-        assert other.engine.pool.checkedin() >= 1  # type: ignore[attr-defined]
-
-
-def test_partitioned_read_of_nothing_and_of_only_nulls(pg: oz.Database) -> None:
-    empty = pg.query("select g from generate_series(1, 10) g where g > 100", partition_on="g", partitions=3)
-    assert len(empty) == 0 and list(empty.columns) == ["g"]
-    nulls = pg.query("select null::int as g from generate_series(1, 3)", partition_on="g", partitions=2)
-    assert len(nulls) == 3
-
-
-def test_partitioned_read_rejects_text_columns(pg: oz.Database) -> None:
-    with pytest.raises(oz.QueryError, match="partition_on column 's' is text; partition on a number"):
-        pg.query("select 'a' as s", partition_on="s", partitions=2)
-    with pytest.raises(ValueError, match="partitions must be a whole number of at least 1, not 0"):
-        pg.query("select 1 as g", partition_on="g", partitions=0)
-
-
 def test_a_batch_runs_as_many_queries_as_the_pool_can_give(pg: oz.Database) -> None:
     assert pg.max_concurrency == 15
     start = time.perf_counter()
     pg.query_many({f"q{i}": "select pg_sleep(1)" for i in range(8)}, progress=False)
     assert time.perf_counter() - start < 1.8  # 5 at a time would take two rounds: 2 s
-
-
-def test_partitioned_read_of_sql_as_an_analyst_types_it(pg: oz.Database) -> None:
-    sql = "select g from generate_series(1, 100) as g -- all of them\n; -- done"
-    frame = pg.query(sql, partition_on="g", partitions=3)
-    assert sorted(frame.g.tolist()) == list(range(1, 101))

@@ -65,7 +65,7 @@ def test_a_query_returns_its_frame_and_options_work(shell: InteractiveShell) -> 
 
 def test_a_session_persists_from_cell_to_cell(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
     sql(shell, "", "create temp table session_t as select 1 as x;\ninsert into session_t values (2);")
-    assert "1 rows affected" in capsys.readouterr().out  # the last statement's count
+    assert "1 row affected" in capsys.readouterr().out  # the last statement's count
     assert sql(shell, "select count(*) as n from session_t").n[0] == 2  # type: ignore[attr-defined]
     sql(shell, "", "begin; insert into session_t values (3); rollback;")
     assert sql(shell, "select count(*) as n from session_t").n[0] == 2  # type: ignore[attr-defined]

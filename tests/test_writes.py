@@ -42,8 +42,8 @@ def test_if_exists_modes(db: oz.Database, table: str, frame: pd.DataFrame) -> No
 
 def test_failed_write_leaves_the_table_as_it_was(db: oz.Database, table: str, frame: pd.DataFrame) -> None:
     db.write(frame, table)
-    # sqlite3 cannot bind a dict; PostgreSQL's text cannot hold a NUL character
-    bad = [{"a": 1}, {"b": 2}] if db.dialect == "sqlite" else ["fine", "nul \x00 inside"]
+    # sqlite3 cannot bind a plain object; PostgreSQL's text cannot hold a NUL character
+    bad = [object(), object()] if db.dialect == "sqlite" else ["fine", "nul \x00 inside"]
     unencodable = pd.DataFrame({"id": [7, 8], "payload": bad})
     # replace drops, creates and fills in one transaction: failing mid-way restores the old table
     with pytest.raises(oz.WriteError, match=f"writing table '{table}' failed"):

@@ -1,47 +1,20 @@
 """One backend per dialect, chosen once from the URL (as encode/databases does).
 
-A backend makes the engine for its URL and knows how its driver reads a result into
-arrow and writes a DataFrame; everything dialect-free lives in ``queries.py``.
+A backend makes the engine for its URL and answers every question whose answer depends on
+the dialect (the :class:`Backend` protocol, in ``base.py``); everything dialect-free lives
+above it (``queries.py``, ``writes.py``, ``partitioned.py``, ``migrations``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING
+
+from .base import Backend, Form, TableLoaded
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.engine import URL
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-    from ..queries import Params, Statement
-
-__all__ = ["Backend", "Form", "backend_for"]
-
-# What a read returns: a DataFrame, a pyarrow Table, or parts to combine with others'.
-Form = Literal["frame", "arrow", "parts"]
-
-
-class Backend(Protocol):
-    """What ``queries.py`` and ``writes.py`` need from a dialect."""
-
-    name: str
-
-    def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine: ...
-
-    async def read(self, conn: AsyncConnection, sql: Statement, params: Params | None, form: Form = "frame"
-                   ) -> Any: ...
-
-    def stream(self, conn: AsyncConnection, sql: Statement, params: Params | None, rows: int, arrow: bool
-               ) -> AsyncGenerator[Any, None]: ...
-
-    def combine(self, parts: Sequence[Any], form: Form) -> Any: ...
-
-    async def write(
-        self, conn: AsyncConnection, frame: pd.DataFrame, table: str, schema: str | None, encoded: Any
-    ) -> None: ...
-
-    def encode(self, frame: pd.DataFrame) -> Any: ...
+__all__ = ["Backend", "Form", "TableLoaded", "backend_for"]
 
 
 def backend_for(url: URL) -> Backend:

@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import io
 import json
 import math
+import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -37,31 +39,24 @@ from typing import Any, cast
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
-from sqlalchemy import event
+from sqlalchemy import Interval, event, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from .. import _sql
-from ..config import asyncpg_connect_args
-from ..errors import QueryError
-from ..frames import frame_from_arrow, frame_from_rows, rows_affected
-from . import Form, pgbinary
-from .pgbinary import BinaryRows
-from .pgcopy import (
-    Chunk,
-    PgColumn,
-    arrow_message,
-    copy_sql,
-    copy_stream,
-    copy_whole,
-    finish_table,
-    stream_decimals,
-)
+from ..config import DEFAULT_CONNECT_TIMEOUT, asyncpg_connect_args
+from ..errors import MigrationError, QueryError
+from ..frames import Chunk, Form, RowsAffected, frame_from_rows, from_chunks, object_kind, stream_decimals
+from . import pgwrite
+from .base import TableLoaded
+from .pgread import PgColumn, arrow_message, copy_query, copy_stream, copy_whole
+from .pgwrite import BinaryRows
 
-__all__ = ["Parts", "PostgresBackend"]
+__all__ = ["PostgresBackend"]
 
 # Startup parameters pgbouncer accepts by default (it tracks these per client).
 STARTUP_SETTINGS = {"TimeZone": "UTC", "application_name": "oriza_toolkit"}
@@ -71,12 +66,23 @@ _COPYABLE = {"select", "with", "values", "table", "(", "insert", "update", "dele
 _DML = {"insert", "update", "delete", "merge"}
 # Server types whose literal is written directly from a Python number.
 _NUMBER_TYPES = {"int2", "int4", "int8", "numeric", "float4", "float8", "oid"}
+# Driver errors that mean the connection itself is gone (the server restarted, a proxy
+# dropped it): the pool must forget that connection.
+_DEAD_CONNECTION = ("ConnectionDoesNotExistError", "ConnectionResetError", "BrokenPipeError",
+                    "InterfaceError", "ConnectionFailureError")
+# Column types a partitioned read can split into ranges (as pg_typeof names them).
+_PARTITION_TYPES = frozenset({"smallint", "integer", "bigint", "numeric", "real", "double precision", "date",
+                              "timestamp without time zone", "timestamp with time zone"})
+# The advisory lock that serialises schema changes ("ozmg"), and how long a second one waits.
+LOCK_KEY = 0x6F7A6D67
+LOCK_WAIT_SECONDS = 60.0
 
 
 class PostgresBackend:
     """PostgreSQL through asyncpg (see the module docstring)."""
 
     name = "postgresql"
+    stopped = "was cancelled on the server"
 
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
         bare, args = asyncpg_connect_args(url)
@@ -106,14 +112,18 @@ class PostgresBackend:
 
         return engine
 
+    def connect_timeout(self, url: URL) -> float:
+        timeout = asyncpg_connect_args(url)[1].get("timeout")
+        return float(timeout or DEFAULT_CONNECT_TIMEOUT)
+
     async def read(self, conn: AsyncConnection, sql: Any, params: Any, form: Form = "frame") -> Any:
-        """The whole result as a DataFrame, an arrow table, or :class:`Parts` to :meth:`combine`."""
+        """The whole result as a DataFrame, an arrow table, or its parsed chunks."""
         driver = await _driver(conn)
         plan = await _plan(driver, _positional(sql, params, conn.dialect))
         if not isinstance(plan, _Copy):
             return _without_rows(plan, form)
         with plan.errors():
-            return await copy_whole(driver, plan.text, plan.columns, _convert(form, None))
+            return await copy_whole(driver, plan.text, plan.columns, functools.partial(from_chunks, form=form))
 
     def stream(self, conn: AsyncConnection, sql: Any, params: Any, rows: int, arrow: bool) -> AsyncGenerator[Any, None]:
         """The result in chunks of ``rows`` rows: DataFrames, or arrow record batches."""
@@ -125,12 +135,12 @@ class PostgresBackend:
             if not isinstance(plan, _Copy):
                 yield _without_rows(plan, form)
                 return
-            first: list[Callable[[list[Chunk]], Any]] = []  # the converter, fixed by the first chunk
+            fixed: list[dict[int, pa.DataType]] = []  # numeric types, fixed by the first chunk
 
             def convert(chunks: list[Chunk]) -> Any:
-                if not first:
-                    first.append(_convert(form, stream_decimals(chunks[0])))
-                return first[0](chunks)
+                if not fixed:
+                    fixed.append(stream_decimals(chunks[0]))
+                return from_chunks(chunks, form, fixed[0])
 
             with plan.errors():
                 parts = copy_stream(driver, plan.text, plan.columns, convert, rows)
@@ -140,14 +150,82 @@ class PostgresBackend:
 
         return chunks()
 
-    def combine(self, parts: Sequence[Any], form: Form) -> Any:
-        """One result from the :class:`Parts` of several reads of the same columns."""
-        chunks = [chunk for part in parts for chunk in part.chunks]
-        return _convert(form, None)(chunks) if chunks else parts[0].result
-
     def encode(self, frame: pd.DataFrame) -> BinaryRows | bytes | None:
         """Arrow rows for binary COPY (pgpq), or CSV where a column has no exact binary encoding."""
-        return pgbinary.encode(frame) or _arrow_csv(frame)
+        return pgwrite.encode(frame) or _arrow_csv(frame)
+
+    def column_types(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """``jsonb`` for dicts and lists, ``interval`` for timedeltas."""
+        types: dict[str, Any] = {}
+        for name, column in frame.items():
+            if pd.api.types.is_timedelta64_dtype(column.dtype):
+                types[str(name)] = Interval()
+            elif pd.api.types.is_object_dtype(column.dtype) and object_kind(column.dropna()) == "json":
+                types[str(name)] = JSONB()
+        return types
+
+    @contextlib.asynccontextmanager
+    async def begin_write(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        async with conn.begin():
+            # SQLAlchemy's asyncpg adapter sends BEGIN with its first statement; the driver's
+            # own calls (COPY, reads) that may come first would otherwise run outside it.
+            await conn.exec_driver_sql("SELECT 1")
+            yield
+
+    def is_lost_connection(self, error: BaseException) -> bool:
+        # 57P01-57P03: the server was shut down or restarted under us; 08...: connection exceptions
+        sqlstate = str(getattr(error, "sqlstate", "") or "")
+        return type(error).__name__ in _DEAD_CONNECTION or sqlstate.startswith(("57P0", "08"))
+
+    def partition_bounds(self, inner: str, column: str) -> str:
+        ident = _sql.quote_identifier(column)
+        return (f"SELECT min({ident}) AS low, max({ident}) AS high, pg_typeof(min({ident}))::text AS kind "
+                f"FROM ({inner}\n) AS _oz_q")
+
+    def can_partition(self, kind: str) -> bool:
+        return kind in _PARTITION_TYPES
+
+    async def lock_migrations(self, conn: AsyncConnection, engine: AsyncEngine) -> None:
+        """A transaction-scoped advisory lock, waited for at most :data:`LOCK_WAIT_SECONDS`;
+        then a one-line error naming the session that holds it."""
+        previous = (await conn.execute(text("SELECT current_setting('lock_timeout')"))).scalar_one()
+        await conn.execute(text("SELECT set_config('lock_timeout', :t, true)"),
+                           {"t": f"{int(LOCK_WAIT_SECONDS * 1000)}ms"})
+        try:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        except sa_exc.DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) != "55P03":
+                raise
+            holder = await _lock_holder(engine)
+            raise MigrationError("lock", f"another session has been migrating this database for over "
+                                         f"{LOCK_WAIT_SECONDS:g} s ({holder}); try again when it has finished"
+                                 ) from None
+        await conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": previous})
+
+    async def replace_rows(self, conn: AsyncConnection, frames: Mapping[str, pd.DataFrame],
+                           encoded: Mapping[str, Any], loaded: TableLoaded) -> None:
+        """Drop the tables' secondary indexes and keys, empty them, COPY every table in,
+        then build each index and check each key once (far faster than maintaining them
+        row by row); all inside the caller's transaction."""
+        driver = await _driver(conn)
+        names = list(frames)
+        indexes = await driver.fetch(_SECONDARY_INDEXES, names)
+        constraints = await driver.fetch(_KEYS, names)  # foreign keys first
+        for constraint in constraints:
+            await driver.execute(f"ALTER TABLE {constraint['tab']} DROP CONSTRAINT {constraint['name']}")
+        for index in indexes:
+            await driver.execute(f"DROP INDEX {index['name']}")
+        await driver.execute(f"TRUNCATE {', '.join(_sql.quote_identifier(n) for n in names)}")
+        for name, frame in frames.items():
+            start = time.perf_counter()
+            if len(frame):
+                await self.write(conn, frame, name, None, encoded[name])
+            loaded(name, len(frame), time.perf_counter() - start)
+        for index in indexes:
+            await driver.execute(index["definition"])
+        for constraint in reversed(constraints):  # keys before the foreign keys that need them
+            await driver.execute(f"ALTER TABLE {constraint['tab']} ADD CONSTRAINT {constraint['name']} "
+                                 f"{constraint['definition']}")
 
     async def write(
         self, conn: AsyncConnection, frame: pd.DataFrame, table: str, schema: str | None, encoded: Any
@@ -155,10 +233,10 @@ class PostgresBackend:
         driver = await _driver(conn)
         columns = [str(c) for c in frame.columns]
         if isinstance(encoded, BinaryRows):
-            types = dict(await driver.fetch(*pgbinary.column_types_sql(table, schema)))
-            rows = pgbinary.for_table(encoded, types) if types.keys() >= set(columns) else None
+            types = dict(await driver.fetch(*pgwrite.column_types_sql(table, schema)))
+            rows = pgwrite.for_table(encoded, types) if types.keys() >= set(columns) else None
             if rows is not None:
-                await driver.copy_to_table(table, source=pgbinary.payload(rows), columns=columns,
+                await driver.copy_to_table(table, source=pgwrite.payload(rows), columns=columns,
                                            schema_name=schema, format="binary")
                 return
             encoded = await asyncio.to_thread(_arrow_csv, frame)  # a column type arrow cannot cast to exactly
@@ -175,6 +253,31 @@ async def _driver(conn: AsyncConnection) -> Any:
     raw = await conn.get_raw_connection()
     assert raw.driver_connection is not None
     return raw.driver_connection
+
+
+async def _lock_holder(engine: AsyncEngine) -> str:
+    async with engine.connect() as conn:
+        row = (await conn.execute(text(
+            "SELECT a.pid, a.usename, a.application_name, a.client_addr FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.objid = :key"), {"key": LOCK_KEY})).first()
+    if row is None:
+        return "it has just finished"
+    return f"pid {row.pid}, user {row.usename}, application {row.application_name or '?'}, " \
+           f"from {row.client_addr or 'a local socket'}"
+
+
+_SECONDARY_INDEXES = """
+SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition
+FROM pg_index AS i LEFT JOIN pg_constraint AS c ON c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x')
+WHERE i.indrelid = any($1::regclass[]) AND c.oid IS NULL
+"""
+_KEYS = """
+SELECT conrelid::regclass::text AS tab, quote_ident(conname) AS name, pg_get_constraintdef(oid) AS definition,
+       contype = 'f' AS foreign
+FROM pg_constraint WHERE contype IN ('p', 'u', 'f') AND conrelid = any($1::regclass[])
+ORDER BY contype = 'f' DESC
+"""
 
 
 @dataclass
@@ -210,33 +313,6 @@ def _positional(sql: Any, params: Any, dialect: Dialect) -> tuple[_Statement, li
     parsed = _sql.parse(str(compiled), style="numeric")
     keys = sorted(set(parsed.params), key=int)
     return _Statement(parsed, parsed.sql, keys), args, {}
-
-
-@dataclass
-class Parts:
-    """A read's parsed chunks, not yet one result (``chunks`` empty: ``result`` is it)."""
-
-    chunks: list[Chunk]
-    result: Any = None
-
-
-def _convert(form: Form, fixed: dict[int, pa.DataType] | None) -> Callable[[list[Chunk]], Any]:
-    """What the parser thread makes of parsed chunks: a frame, a table (or, streaming, a
-    record batch with numeric types ``fixed``), or the chunks themselves."""
-
-    def convert(chunks: list[Chunk]) -> Any:
-        if form == "parts":
-            return Parts(chunks)
-        table = finish_table(chunks, fixed)
-        if form == "arrow" and fixed is None:
-            return table
-        if form == "arrow":  # one chunk of a stream
-            batches = table.combine_chunks().to_batches()
-            return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
-        objects = {i: [v for c in chunks for v in c.objects[i]] for i in chunks[0].objects}
-        return frame_from_arrow(table, objects)
-
-    return convert
 
 
 @dataclass
@@ -282,7 +358,7 @@ async def _plan(driver: Any, positional: tuple[_Statement, list[Any], dict[str, 
             records = await driver.fetch(sql)
             return frame_from_rows([tuple(r) for r in records], [a.name for a in attributes])
         plan.columns = await _describe(driver, attributes)
-    plan.text, plan.prefix = copy_sql(sql, plan.columns, dml=parsed.keyword in _DML)
+    plan.text, plan.prefix = copy_query(sql, plan.columns, dml=parsed.keyword in _DML)
     return plan
 
 
@@ -315,11 +391,12 @@ def _without_rows(frame: pd.DataFrame, form: Form) -> Any:
     """A result fetched row by row (or none), in the form asked for."""
     if form == "frame":
         return frame
-    if form == "parts":
-        return Parts([], frame)
+    if form == "chunks":
+        raise QueryError("query", "", "a statement without a result set cannot be read in parts")
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    status = frame.status if isinstance(frame, RowsAffected) else None
     return table.replace_schema_metadata({**(table.schema.metadata or {}), b"oriza.status":
-                                          str(frame.attrs.get("status") or "").encode()})
+                                          str(status or "").encode()})
 
 
 async def _describe(driver: Any, attributes: Sequence[Any]) -> list[PgColumn]:
@@ -336,11 +413,11 @@ async def _describe(driver: Any, attributes: Sequence[Any]) -> list[PgColumn]:
     return [PgColumn(a.name, a.type.name, a.type.kind, labels.get(a.type.oid)) for a in attributes]
 
 
-def _affected(status: str) -> pd.DataFrame:
-    """:func:`rows_affected` from a command tag such as ``"INSERT 0 3"`` (DDL tags count nothing)."""
+def _affected(status: str) -> RowsAffected:
+    """:class:`RowsAffected` from a command tag such as ``"INSERT 0 3"`` (DDL tags count nothing)."""
     words = status.split()
     counted = words[:1] and words[0] in ("INSERT", "UPDATE", "DELETE", "MERGE", "SELECT", "COPY", "MOVE", "FETCH")
-    return rows_affected(int(words[-1]) if counted and words[-1].isdigit() else None, status)
+    return RowsAffected(int(words[-1]) if counted and words[-1].isdigit() else None, status)
 
 
 def _casts_from_values(types: Sequence[Any], args: Sequence[Any]) -> dict[int, str]:

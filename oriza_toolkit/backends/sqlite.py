@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Coroutine, Sequence
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
@@ -23,31 +24,71 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncResult, create_async_engine
 
 from .. import _sql
-from ..frames import frame_from_rows, holds_dates, rows_affected
-from . import Form
+from ..config import DEFAULT_CONNECT_TIMEOUT
+from ..frames import Form, RowsAffected, frame_from_rows, holds_dates, json_texts, object_kind
+from .base import TableLoaded
 
-__all__ = ["WRITE_OPTION", "SQLiteBackend"]
+__all__ = ["SQLiteBackend"]
 
 T = TypeVar("T")
 
+# A writer waits this long for another to finish (a big write can take seconds).
+_WRITER_WAIT_SECONDS = 120.0
 _DATE = "%Y-%m-%d"
 _DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME storage format
 
 # Execution option marking a connection that will write (SQLite then begins IMMEDIATE).
-WRITE_OPTION = "oriza_write"
+_WRITE_OPTION = "oriza_write"
 
 
 class SQLiteBackend:
     """SQLite through aiosqlite (see the module docstring)."""
 
     name = "sqlite"
+    stopped = "was interrupted"
 
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
-        # A writer waits this long for another to finish (a big write can take seconds).
-        options.setdefault("connect_args", {}).setdefault("timeout", 120)
+        options.setdefault("connect_args", {}).setdefault("timeout", _WRITER_WAIT_SECONDS)
         engine = create_async_engine(url, **options)
         _make_transactional(engine)
         return engine
+
+    def connect_timeout(self, url: URL) -> float:
+        return DEFAULT_CONNECT_TIMEOUT
+
+    def column_types(self, frame: pd.DataFrame) -> dict[str, Any]:
+        return {}  # the generic types (JSON as text) are SQLite's
+
+    @contextlib.asynccontextmanager
+    async def begin_write(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        """BEGIN IMMEDIATE: the write lock is taken at once, so two writers queue instead of
+        failing "database is locked" half-way."""
+        await conn.execution_options(**{_WRITE_OPTION: True})
+        async with conn.begin():
+            yield
+
+    async def replace_rows(self, conn: AsyncConnection, frames: Mapping[str, pd.DataFrame],
+                           encoded: Mapping[str, Any], loaded: TableLoaded) -> None:
+        """Delete every row (children first, for the foreign keys), then insert parents first."""
+        for name in reversed(list(frames)):
+            await conn.exec_driver_sql(f"DELETE FROM {_sql.quote_identifier(name)}")
+        for name, frame in frames.items():
+            start = time.perf_counter()
+            if len(frame):
+                await self.write(conn, frame, name, None, encoded[name])
+            loaded(name, len(frame), time.perf_counter() - start)
+
+    def is_lost_connection(self, error: BaseException) -> bool:
+        return False  # a file does not hang up (the generic checks cover the OS's errors)
+
+    def partition_bounds(self, inner: str, column: str) -> None:
+        return None  # one file, one reader: nothing to split
+
+    def can_partition(self, kind: str) -> bool:
+        return False
+
+    async def lock_migrations(self, conn: AsyncConnection, engine: AsyncEngine) -> None:
+        """Nothing to take: a migration's BEGIN holds SQLite's database lock already."""
 
     async def read(self, conn: AsyncConnection, sql: Any, params: Any, form: Form = "frame") -> Any:
         """Text SQL goes to sqlite3 itself (autocommit: a session's own BEGIN and COMMIT work
@@ -58,7 +99,7 @@ class SQLiteBackend:
             result = await _interruptible(driver, conn.execute(sql, dict(params or {})))
             if not result.returns_rows:
                 await conn.commit()
-                return _in_form(rows_affected(result.rowcount if result.rowcount >= 0 else None), form)
+                return _in_form(RowsAffected(result.rowcount if result.rowcount >= 0 else None), form)
             return _in_form(await asyncio.to_thread(frame_from_rows, result.fetchall(), list(result.keys())), form)
         statement, values = _positional(sql, params)
 
@@ -73,7 +114,7 @@ class SQLiteBackend:
 
         rows, names, rowcount = await _interruptible(driver, run())
         if names is None:
-            return _in_form(rows_affected(rowcount if rowcount >= 0 else None), form)
+            return _in_form(RowsAffected(rowcount if rowcount >= 0 else None), form)
         return _in_form(await asyncio.to_thread(frame_from_rows, rows, names), form)
 
     def stream(self, conn: AsyncConnection, sql: Any, params: Any, rows: int, arrow: bool
@@ -114,19 +155,20 @@ class SQLiteBackend:
 
         return chunks()
 
-    def combine(self, parts: Sequence[Any], form: Form) -> Any:
-        frames = [part for part in parts if isinstance(part, pd.DataFrame)]
-        return _in_form(pd.concat(frames, ignore_index=True), form)
-
     def encode(self, frame: pd.DataFrame) -> list[tuple[Any, ...]] | None:
         """Rows of plain Python values (ints, floats, strings, None; dates and datetimes as
         the text SQLAlchemy stores) for sqlite3's own executemany, or None where a column
         needs pandas' type handling."""
         columns = []
-        for _, column in frame.items():
+        for name, column in frame.items():
             dtype = column.dtype
             if pd.api.types.is_datetime64_any_dtype(dtype):  # as SQLAlchemy's Date and DateTime store them
                 column = column.dt.strftime(_DATE if holds_dates(column) else _DATETIME)
+            elif pd.api.types.is_object_dtype(dtype) and object_kind(column.dropna()) == "json":
+                try:  # as SQLAlchemy's JSON stores them: their text
+                    column = pd.Series(json_texts(column), dtype=object)
+                except ValueError as error:
+                    raise ValueError(f"column {name!r} {error}") from None
             elif not (pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype)
                       or pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
                 return None
@@ -183,7 +225,7 @@ def _positional(sql: str, params: Any) -> tuple[str, tuple[Any, ...]]:
 
 
 def _in_form(frame: pd.DataFrame, form: Form) -> Any:
-    """A read's DataFrame as the form asked for (SQLite's parts are frames)."""
+    """A read's DataFrame as the form asked for (never "chunks": SQLite reads whole)."""
     if form == "arrow":
         return pa.Table.from_pandas(frame, preserve_index=False)
     return frame
@@ -199,7 +241,7 @@ def _make_transactional(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "BEGIN")
 
 
 def _affinity(declared: str) -> str:

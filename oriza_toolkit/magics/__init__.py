@@ -2,7 +2,9 @@
 
 Loaded by ``%load_ext oriza_toolkit``. A thin layer: each magic parses its line, calls the
 public API, and turns the library's errors into a one-line ``UsageError`` here and nowhere
-else. Settings are traitlets that read and write ``oriza_toolkit.settings``::
+else. One module per magic: ``sql.py`` (``cells.py`` parses its lines and shows its
+results), ``alembic.py``, ``oriza.py``. Settings are traitlets of ``OrizaMagics`` that read
+and write ``oriza_toolkit.settings``::
 
     %config OrizaMagics.progress = False        # no progress bars or batch summaries
     %config OrizaMagics.display_rows = 50       # rows shown of a %sql result
@@ -18,11 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import OrizaMagics
+from .alembic import AlembicMagics
+from .oriza import OrizaMagics
+from .sql import SqlMagics
 
-__all__ = ["OrizaMagics", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["AlembicMagics", "OrizaMagics", "SqlMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 _OURS = ("sql", "osql", "alembic", "oriza")
+_CLASSES = (OrizaMagics, SqlMagics, AlembicMagics)
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -30,8 +35,10 @@ def load_ipython_extension(ipython: Any) -> None:
     magics = ipython.magics_manager.magics
     theirs = {kind: magics[kind].get("sql") for kind in ("line", "cell")}
     foreign = any(func is not None and not _is_ours(func) for func in theirs.values())
-    instance = OrizaMagics(shell=ipython, parent=ipython)
+    instance = OrizaMagics(shell=ipython, parent=ipython)  # first: its settings apply to the others
     ipython.register_magics(instance)
+    for magics_type in _CLASSES[1:]:
+        ipython.register_magics(magics_type(shell=ipython, parent=ipython))
     if foreign:
         for kind, func in theirs.items():
             if func is None:
@@ -50,8 +57,9 @@ def unload_ipython_extension(ipython: Any) -> None:
             if name in magics[kind] and _is_ours(magics[kind][name]):
                 del magics[kind][name]
     registry = ipython.magics_manager.registry
-    registry.pop("OrizaMagics", None)
+    for magics_type in _CLASSES:
+        registry.pop(magics_type.__name__, None)
 
 
 def _is_ours(func: Any) -> bool:
-    return isinstance(getattr(func, "__self__", None), OrizaMagics)
+    return isinstance(getattr(func, "__self__", None), _CLASSES)

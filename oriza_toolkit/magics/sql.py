@@ -1,125 +1,173 @@
-"""``%sql`` / ``%%sql``: options, the SQL after them, and what the cell shows."""
+"""``%sql`` / ``%%sql`` (and ``%osql``, the same under a name no other extension takes).
+
+The options are declared with IPython's ``magic_arguments``; the SQL after them is kept
+exactly as typed (``cells.py`` parses the line and shows the result). Statements run on
+the default (or ``-c NAME``) Database's session connection; a cell of ``-- name: VAR``
+queries runs them all at once on pooled connections.
+"""
 
 from __future__ import annotations
 
-import keyword
-import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pandas as pd
 from IPython.core.error import UsageError
-from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, argument_group, kwds, magic_arguments
 
-__all__ = ["Result", "SqlLine", "check_name", "parse_line", "split_named_queries"]
+from .. import connections
+from .._sql import parameter_names
+from ..database import Database
+from ..errors import OrizaError
+from ..frames import RowsAffected
+from ..settings import settings
+from .cells import Result, parse_line, read_file, split_named_queries
 
-_OPTION = re.compile(r"--?[A-Za-z]")
-_WORD = re.compile(r"\s*(\S+)")
-_ASSIGN = re.compile(r"\s*(?P<out>\S+)\s*<<")
-_NAME_LINE = re.compile(r"^[ \t]*--[ \t]*name:[ \t]*(?P<name>.*?)[ \t]*$", re.MULTILINE)
-
-
-@dataclass
-class SqlLine:
-    """A ``%sql`` line: its parsed options and the SQL (or variable) after them."""
-
-    options: Any
-    rest: str
+__all__ = ["SqlMagics"]
 
 
-def parse_line(parser: MagicArgumentParser, line: str) -> SqlLine:
-    """Split the leading options off ``line`` and parse them strictly; the rest, the SQL,
-    is kept exactly as typed (never split, unquoted or expanded)."""
-    arity = {flag: _values_taken(action) for action in parser._actions for flag in action.option_strings}
-    taken: list[str] = []
-    position = 0
-    while (word := _WORD.match(line, position)) and _OPTION.match(word.group(1)):
-        flag = word.group(1)
-        taken.append(flag)
-        position = word.end()
-        for _ in range(0 if "=" in flag else arity.get(flag, 0)):
-            value = _WORD.match(line, position)
-            if value is None:
-                break
-            taken.append(value.group(1))
-            position = value.end()
-    options = parser.parse_args(taken)  # a bad option is a UsageError naming it
-    rest = line[position:]
-    if assign := _ASSIGN.match(rest):
-        options.out = check_name(assign["out"], "NAME <<")
-        rest = rest[assign.end():]
-    if options.out is not None:
-        check_name(options.out, "-o")
-    return SqlLine(options, rest.strip())
+def _sql_options(func: Any) -> Any:
+    """The options of ``%sql``/``%osql`` (declared once for both)."""
+    decorators = [
+        magic_arguments(),
+        kwds(description="Run SQL. The SQL follows the options, or is the cell.",
+             epilog="NAME << SQL binds the result to NAME, like -o NAME. In a cell, '-- name: VAR' lines "
+                    "run every query at once and bind each result to its VAR."),
+        argument("-o", "--out", metavar="NAME", help="bind the result to this variable"),
+        argument("--timeout", type=float, metavar="SECONDS", help="cancel the query on the server after this"),
+        argument("--rows", type=int, metavar="N", help="rows of the result to show"),
+        argument("-c", "--connection", metavar="NAME", default=connections.DEFAULT,
+                 help="the named connection to use (DATABASE_URL_<NAME>)"),
+        argument("--connect", nargs=2, metavar=("NAME", "URL"), help="open URL as the connection NAME"),
+        argument("--no-display", action="store_true", help="show nothing; return nothing"),
+        argument("-f", "--file", metavar="PATH", help="run the SQL in this file"),
+        argument_group("Writing a DataFrame variable to a table (the SQL is the variable's name)"),
+        argument("--persist", metavar="TABLE", help="create TABLE from the frame"),
+        argument("--append", metavar="TABLE", help="append the frame to TABLE"),
+        argument("--replace", metavar="TABLE", help="replace TABLE with the frame"),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    func.parser.allow_abbrev = False  # "--row 5" is an error, not --rows
+    return func
 
 
-def _values_taken(action: Any) -> int:
-    if action.nargs == 0:
-        return 0
-    return action.nargs if isinstance(action.nargs, int) else 1
+@magics_class
+class SqlMagics(Magics):
+    """``%sql``/``%%sql`` and ``%osql``; settings are ``OrizaMagics``'s (``oz.settings``)."""
 
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._warned_batch = False
 
-def check_name(name: str, where: str) -> str:
-    """``name`` if it can be a Python variable, else a UsageError naming ``where``."""
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise UsageError(f"{where}: {name!r} is not a valid Python variable name")
-    return name
+    @_sql_options
+    @no_var_expand
+    @line_cell_magic
+    def sql(self, line: str, cell: str | None = None) -> Any:
+        """Run SQL; return (and show) its DataFrame."""
+        return self._sql("sql", line, cell)
 
+    @_sql_options
+    @no_var_expand
+    @line_cell_magic
+    def osql(self, line: str, cell: str | None = None) -> Any:
+        """The toolkit's %sql under a name no other extension takes."""
+        return self._sql("osql", line, cell)
 
-def split_named_queries(cell: str) -> dict[str, str]:
-    """``-- name: VAR`` lines split a cell into named queries; ``{}`` when there are none."""
-    parts = _NAME_LINE.split(cell)
-    if len(parts) == 1:
-        return {}
-    if parts[0].strip():
-        raise UsageError("SQL before the first '-- name: VAR' line; give every query a name")
-    names, bodies = parts[1::2], [body.strip() for body in parts[2::2]]
-    for name in names:
-        check_name(name, "-- name")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise UsageError(f"query names used twice: {', '.join(duplicates)}")
-    empty = [n for n, body in zip(names, bodies, strict=True) if not body]
-    if empty:
-        raise UsageError(f"no SQL under '-- name: {empty[0]}'")
-    return dict(zip(names, bodies, strict=True))
-
-
-def read_file(path: str) -> str:
-    try:
-        return Path(path).expanduser().read_text()
-    except OSError as error:
-        raise UsageError(f"-f: cannot read {path!r}: {error.strerror}") from None
-
-
-class Result(pd.DataFrame):
-    """A query's DataFrame, shown at most ``display_rows`` rows long, with exact decimals
-    shown as rounded floats (the data keeps every digit). Anything computed from it is a
-    plain DataFrame."""
-
-    _metadata: ClassVar[list[str]] = ["display_rows"]
-    display_rows: int = 20
+    def _sql(self, name: str, line: str, cell: str | None) -> Any:
+        magic = getattr(self, name)
+        parser = magic.parser
+        if any(word in ("-h", "--help") for word in line.split()[:8]) and line.lstrip().startswith("-"):
+            print(parser.format_help())
+            return None
+        parsed = parse_line(parser, line)
+        options = parsed.options
+        body = "\n".join(part for part in (parsed.rest, cell or "") if part.strip())
+        if options.file:
+            if body.strip():
+                raise UsageError("-f: give the SQL in the file or after the options, not both")
+            body = read_file(options.file)
+        try:
+            if options.connect:
+                conn_name, url = options.connect
+                connections.register(conn_name, url)
+                print(f"connected {conn_name}: {connections.names()[conn_name]}")
+                if not body.strip():
+                    return None
+            db = connections.get(options.connection)
+            writing = [(mode, table) for mode, table in (("fail", options.persist), ("append", options.append),
+                                                         ("replace", options.replace)) if table]
+            if writing:
+                return self._write(db, body.strip(), writing)
+            if not body.strip():
+                raise UsageError(f"no SQL given; e.g. %{name} select 1 as x")
+            named = split_named_queries(body)
+            if named:
+                return self._run_many(db, named, options)
+            return self._run_script(db, body, options)
+        except (OrizaError, TypeError, ValueError) as error:
+            raise UsageError(str(error)) from None
+        except KeyboardInterrupt:
+            raise UsageError("interrupted: the cell's queries were cancelled on the server") from None
 
     @property
-    def _constructor(self) -> type[pd.DataFrame]:
-        return pd.DataFrame
+    def _namespace(self) -> dict[str, Any]:
+        assert self.shell is not None
+        return self.shell.user_ns  # type: ignore[no-any-return]
 
-    def _for_display(self) -> pd.DataFrame:
-        decimals = {name: "float64" for name, dtype in self.dtypes.items()
-                    if isinstance(dtype, pd.ArrowDtype) and "decimal" in str(dtype)}
-        frame = pd.DataFrame(self, copy=False)
-        return frame.astype(decimals) if decimals else frame
+    def _params(self, sql: str) -> dict[str, Any]:
+        namespace = self._namespace
+        names = parameter_names(sql)
+        missing = [name for name in names if name not in namespace]
+        if missing:
+            raise UsageError(f"the SQL uses :{missing[0]} but no variable {missing[0]!r} is defined")
+        return {name: namespace[name] for name in names}
 
-    def __repr__(self) -> str:
-        with self._options():
-            return repr(self._for_display())
+    def _run_script(self, db: Database, sql: str, options: Any) -> Any:
+        results = db.run_script(sql, self._params(sql) or None, timeout=options.timeout)
+        if db.session_reconnected:
+            print("oriza_toolkit: the session's connection was lost, so this ran on a new one "
+                  "(temp tables and SET from before are gone)")
+        frame = results[-1]
+        if isinstance(frame, RowsAffected):  # a statement without rows
+            if not options.no_display:
+                print(frame)
+            return None
+        result = Result(frame)
+        result.display_rows = options.rows if options.rows is not None else settings.display_rows
+        if options.out:
+            self._namespace[options.out] = frame
+        return None if options.no_display else result
 
-    def _repr_html_(self) -> str | None:
-        with self._options():
-            html: str | None = self._for_display()._repr_html_()  # type: ignore[operator]
-            return html
+    def _run_many(self, db: Database, named: dict[str, str], options: Any) -> Any:
+        if db.session_active and not self._warned_batch:
+            self._warned_batch = True
+            print("note: '-- name:' queries run at once on pooled connections, so temp tables and SET "
+                  "of this notebook's %sql session are not visible to them")
+        batch = {name: (sql, self._params(sql)) for name, sql in named.items()}
+        frames = db.query_many(batch, timeout=options.timeout, errors="return")
+        failed = {name: out for name, out in frames.items() if isinstance(out, Exception)}
+        bound = {name: out for name, out in frames.items() if not isinstance(out, Exception)}
+        self._namespace.update(bound)
+        if options.out:
+            self._namespace[options.out] = bound
+        if failed:  # each error is in the summary above when progress is on: say it once
+            detail = (f"{len(failed)} of {len(frames)} queries failed ({', '.join(failed)})" if settings.show_progress()
+                      else str(next(iter(failed.values()))))
+            raise UsageError(f"{detail}; bound {', '.join(bound) or 'nothing'}")
+        if not settings.show_progress() and not options.no_display:
+            print("bound " + ", ".join(f"{name} ({len(frame):,} rows)" for name, frame in bound.items()))
+        return None
 
-    def _options(self) -> Any:
-        limit = self.display_rows
-        return pd.option_context("display.max_rows", limit, "display.min_rows", min(limit, 10))
+    def _write(self, db: Database, variable: str, writing: list[tuple[str, str]]) -> None:
+        if len(writing) > 1:
+            raise UsageError("give one of --persist, --append, --replace")
+        (mode, table), = writing
+        if not variable.isidentifier() or variable not in self._namespace:
+            raise UsageError(f"--{'persist' if mode == 'fail' else mode}: name a DataFrame variable after "
+                             f"the table, not {variable!r}")
+        frame = self._namespace[variable]
+        if not isinstance(frame, pd.DataFrame):
+            raise UsageError(f"{variable!r} is a {type(frame).__name__}, not a DataFrame")
+        rows = db.write(frame, table, if_exists=mode)  # type: ignore[arg-type]
+        print(f"wrote {rows:,} rows of {variable} to {table}")

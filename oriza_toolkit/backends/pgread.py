@@ -24,10 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from ..errors import QueryError
-from ..frames import DECIMAL_TEXT, JSON, KIND, parse_json
+from ..frames import DECIMAL_TEXT, JSON, KIND, Chunk, parse_json
+from .asyncpg_private import copy_out, query_offset
 
-__all__ = ["Chunk", "PgColumn", "copy_sql", "copy_stream", "copy_whole", "finish_table"]
+__all__ = ["PgColumn", "copy_query", "copy_stream", "copy_whole"]
 
 NULL_MARKER = "\\N"
 BLOCK_SIZE = 4 << 20
@@ -96,36 +96,26 @@ class PgColumn:
         return self.kind in _JSON_VALUES or self.type_name in _JSON_VALUES
 
 
-@dataclass
-class Chunk:
-    """One parsed batch: arrow columns in their final types (numeric still as text, sized
-    once the whole result or the first chunk is known), and each JSON column's values
-    already parsed, by column index."""
+def copy_query(sql: str, columns: Sequence[PgColumn], *, dml: bool = False) -> tuple[str, int]:
+    """The query to COPY for ``sql`` (converting on the server what the parser cannot read
+    as it comes), and where in the text the server sees ``sql`` starts (to map an error
+    position back).
 
-    batch: pa.RecordBatch
-    objects: dict[int, list[Any]]
-
-
-def copy_sql(sql: str, columns: Sequence[PgColumn], *, dml: bool = False) -> tuple[str, int]:
-    """The whole simple-query text that streams ``sql`` as CSV, and how many characters
-    precede ``sql`` in it (to map an error position back).
-
-    ``SET LOCAL`` in the same message applies to the COPY's implicit transaction only, so
-    a read is one round trip and transaction-mode pgbouncer keeps it on one server
-    connection. ``sql`` has been prepared already, so it is one statement. A newline ends
-    it so a trailing ``--`` comment cannot swallow what follows.
+    ``SET LOCAL`` of :data:`SETTINGS` goes in the same message (see
+    ``asyncpg_private.copy_out``), so a read is one round trip and transaction-mode
+    pgbouncer keeps it on one server connection. ``sql`` has been prepared already, so it
+    is one statement.
     """
-    head = f"{SETTINGS}; COPY ("
-    tail = "\n) TO STDOUT (FORMAT csv, NULL E'\\\\N')"  # E'': the same on any standard_conforming_strings
+    offset = query_offset(SETTINGS)
     if not any(col.server_expression for col in columns):
-        return f"{head}{sql}{tail}", len(head)
+        return sql, offset
     names = [f"c{i}" for i in range(len(columns))]
     select = ", ".join((col.server_expression or "{}").format(name) for name, col in zip(names, columns, strict=True))
     if dml:  # INSERT ... RETURNING can only be a CTE
         wrap = f"WITH _oz_q({', '.join(names)}) AS ("
-        return f"{head}{wrap}{sql}\n) SELECT {select} FROM _oz_q{tail}", len(head) + len(wrap)
+        return f"{wrap}{sql}\n) SELECT {select} FROM _oz_q", offset + len(wrap)
     wrap = f"SELECT {select} FROM ("
-    return f"{head}{wrap}{sql}\n) AS _oz_q({', '.join(names)}){tail}", len(head) + len(wrap)
+    return f"{wrap}{sql}\n) AS _oz_q({', '.join(names)})", offset + len(wrap)
 
 
 class Pipe(io.RawIOBase):
@@ -290,58 +280,6 @@ def split_chunks(chunks: Sequence[Chunk], rows: int) -> tuple[Chunk, list[Chunk]
     return Chunk(batch, {i: values[:rows] for i, values in objects.items()}), remainder
 
 
-def finish_table(chunks: Sequence[Chunk], decimals: dict[int, pa.DataType] | None = None) -> pa.Table:
-    """The chunks as one table, numeric columns as exact decimals.
-
-    ``decimals`` fixes each numeric column's type (a stream sizes them from its first
-    chunk); otherwise each gets the narrowest decimal that holds every value exactly
-    (asyncpg does not report a column's declared precision), or stays text (NaN,
-    Infinity, more than 76 digits).
-    """
-    table = pa.Table.from_batches([c.batch for c in chunks])
-    for i, field in enumerate(table.schema):
-        if (field.metadata or {}).get(KIND) != DECIMAL_TEXT:
-            continue
-        kind = decimals[i] if decimals is not None and i in decimals else decimal_type(table.column(i))
-        if kind is not None:
-            try:
-                column = pc.cast(table.column(i), kind)
-            except pa.ArrowInvalid:
-                raise QueryError("query", "", f"column {field.name!r} has a value that does not fit {kind} "
-                                 "(sized from the stream's first chunk); cast it in the SQL, "
-                                 f"e.g. {field.name}::numeric(38, 10)") from None
-            table = table.set_column(i, pa.field(field.name, kind), column)
-    return table
-
-
-def decimal_type(array: pa.ChunkedArray | pa.Array) -> pa.DataType | None:
-    """The narrowest decimal type holding every value of a column of numeric text, or None."""
-    text = pc.utf8_ltrim(array, "-")
-    if pc.any(pc.match_substring_regex(text, "^[A-Za-z]")).as_py():
-        return None
-    dot = pc.find_substring(text, ".")
-    length = pc.utf8_length(text)
-    has_dot = pc.greater_equal(dot, 0)
-    scale = pc.max(pc.if_else(has_dot, pc.subtract(pc.subtract(length, dot), 1), 0)).as_py() or 0
-    digits = pc.max(pc.if_else(has_dot, dot, length)).as_py() or 1
-    precision = max(digits + scale, 1)
-    if precision > 76:
-        return None
-    return (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)
-
-
-def stream_decimals(chunk: Chunk) -> dict[int, pa.DataType]:
-    """Fixed numeric types for a stream, from its first chunk: that chunk's scale, and the
-    widest precision of the decimal type it needs (38 or 76 digits)."""
-    fixed = {}
-    for i, field in enumerate(chunk.batch.schema):
-        if (field.metadata or {}).get(KIND) == DECIMAL_TEXT:
-            kind = decimal_type(chunk.batch.column(i))
-            if kind is not None:
-                fixed[i] = pa.decimal128(38, kind.scale) if kind.precision <= 38 else pa.decimal256(76, kind.scale)
-    return fixed
-
-
 def _parse(source: Any, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any], rows: int | None,
            emit: Callable[[str, Any], None], stop: threading.Event) -> None:
     """Parse COPY's CSV from ``source``; ``emit("item", convert(chunks))`` for the whole
@@ -370,9 +308,9 @@ def _parse(source: Any, columns: Sequence[PgColumn], convert: Callable[[list[Chu
             source.reader_gone()
 
 
-async def copy_whole(driver: Any, text: str, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any]
+async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any]
                      ) -> Any:
-    """Run the COPY ``text`` and return ``convert(chunks)`` of its whole result, parsed in a
+    """COPY ``query`` and return ``convert(chunks)`` of its whole result, parsed in a
     thread while it streams in (or here, if it all fits in :data:`INLINE_BYTES`)."""
     loop = asyncio.get_running_loop()
     pipe = Pipe(loop)
@@ -393,7 +331,7 @@ async def copy_whole(driver: Any, text: str, columns: Sequence[PgColumn], conver
             thread.start()
 
     try:
-        await driver._copy_out(text, sink, None)  # see copy_sql: one message, so not copy_from_query
+        await copy_out(driver, SETTINGS, query, sink)
     except BaseException as error:
         stop.set()
         pipe.end()
@@ -422,9 +360,9 @@ def _resolve(future: asyncio.Future[Any], kind: str, value: Any) -> None:
             future.set_result(value)
 
 
-async def copy_stream(driver: Any, text: str, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any],
+async def copy_stream(driver: Any, query: str, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any],
                       rows: int) -> AsyncGenerator[Any, None]:
-    """Run the COPY ``text`` and yield ``convert([chunk])`` for each chunk of ``rows`` rows
+    """COPY ``query`` and yield ``convert([chunk])`` for each chunk of ``rows`` rows
     (the last may be shorter; one empty chunk for no rows) as they are parsed; at most
     :data:`QUEUED_CHUNKS` wait for the consumer, then the parser, the pipe and the
     server wait too. Closing the iterator early stops the query on the server."""
@@ -439,7 +377,7 @@ async def copy_stream(driver: Any, text: str, columns: Sequence[PgColumn], conve
 
     thread = threading.Thread(target=_parse, args=(pipe, columns, convert, rows, emit, stop),
                               name="oriza-copy-parser", daemon=True)
-    copying = asyncio.ensure_future(driver._copy_out(text, pipe.feed, None))
+    copying = asyncio.ensure_future(copy_out(driver, SETTINGS, query, pipe.feed))
     copying.add_done_callback(lambda _: pipe.end())
     thread.start()
     try:
@@ -465,7 +403,7 @@ async def copy_stream(driver: Any, text: str, columns: Sequence[PgColumn], conve
             await asyncio.sleep(0.001)
 
 
-async def _after_interrupted_copy(driver: Any, error: BaseException, pipe: Pipe) -> None:
+async def _after_interrupted_copy(driver: Any, error: BaseException | None, pipe: Pipe) -> None:
     """Leave the connection idle after a COPY that did not finish.
 
     A server error has already ended it. A cancelled one: if rows were flowing, the

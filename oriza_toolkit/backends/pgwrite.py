@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import pandas as pd
 import pgpq
 import pyarrow as pa
@@ -24,7 +23,7 @@ from pgpq.encoders import StringEncoderBuilder
 from pgpq.schema import Jsonb
 
 from .. import _sql
-from ..frames import holds_dates, object_kind
+from ..frames import holds_dates, json_texts, object_kind
 
 __all__ = ["BinaryRows", "column_types_sql", "encode", "for_table", "payload"]
 
@@ -176,13 +175,7 @@ def _arrow_column(column: pd.Series) -> tuple[pa.ChunkedArray | pa.Array | None,
         return pa.array([None] * len(column), pa.string()), False
     kind = object_kind(values)
     if kind == "json":
-        dumps, options = orjson.dumps, orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-        try:
-            # decoded at once: orjson's bytes keep spare capacity, and a million of them alive is slow
-            return pa.array([dumps(v, option=options).decode() if isinstance(v, (dict, list)) else None
-                             for v in column], pa.string()), True
-        except (TypeError, orjson.JSONEncodeError) as error:
-            raise ValueError(f"holds a value JSON cannot represent ({error}); convert it first") from None
+        return pa.array(json_texts(column), pa.string()), True
     if kind not in _OBJECT_ARROW or (kind == "time" and any(v.tzinfo for v in values)):  # time has no zone
         return None, False
     cast = bytes if kind == "bytes" else lambda v: v  # bytearray too

@@ -1,3 +1,5 @@
+"""Database: its life (open, close, dropped, process exit), its pool and its properties."""
+
 import subprocess
 import sys
 import textwrap
@@ -67,3 +69,26 @@ def test_a_script_batch_prints_nothing_unasked(db_url: str) -> None:
     """)
     assert done.returncode == 0, done.stderr
     assert (done.stdout, done.stderr) == ("2\n", "")  # progress "auto": off outside a kernel
+
+
+def test_concurrency_is_what_the_pool_can_give(sqlite_url: str) -> None:
+    with oz.connect(sqlite_url, pool_size=3, max_overflow=4) as db:
+        assert (db.pool_size, db.max_concurrency) == (3, 7)
+        assert db.dialect == db.backend.name == "sqlite"
+        assert db.pool_status() == "0 in use of 3"
+
+
+def test_repr_masks_the_password() -> None:
+    db = oz.connect("postgresql://analyst:hunter2@localhost:1/x")
+    try:
+        assert repr(db) == "<Database postgresql+asyncpg://analyst:***@localhost:1/x>"
+    finally:
+        db.close()
+    assert repr(db).endswith(" closed>")
+
+
+def test_a_closed_database_refuses_transactions(sqlite_url: str) -> None:
+    db = oz.connect(sqlite_url)
+    db.close()
+    with pytest.raises(oz.OrizaError, match=r"is closed; call oz\.connect"):
+        db.transaction()

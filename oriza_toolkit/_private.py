@@ -1,0 +1,94 @@
+"""Private APIs of SQLAlchemy, pandas and Alembic that the toolkit uses, each behind one wrapper.
+
+Each is checked once, at import; where it is missing (a newer release renamed it), the
+wrapper falls back to a public, slower or more conservative way and says so once. The
+version bounds in ``pyproject.toml`` admit only the releases these were checked against,
+and ``tests/test_private.py`` fails loudly when one goes missing. (asyncpg's
+``_copy_out`` has its own wrapper, in ``backends/asyncpg_private.py``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy.pool import Pool, QueuePool
+
+from .config import OrizaWarning
+
+__all__ = [
+    "HAS_MAX_OVERFLOW", "HAS_OBJECT_ARRAY_TUPLES", "alembic_config_files", "has_alembic_config_files",
+    "object_matrix", "pool_max_overflow",
+]
+
+
+def _no_connection() -> Any:
+    raise RuntimeError("only inspected, never connected")
+
+
+HAS_MAX_OVERFLOW = isinstance(getattr(QueuePool(_no_connection, max_overflow=7), "_max_overflow", None), int)
+
+# What DataFrame.from_records uses; the public API has no C-speed rows-to-columns.
+try:
+    from pandas._libs.lib import to_object_array_tuples as _to_object_array_tuples  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    _to_object_array_tuples = None
+HAS_OBJECT_ARRAY_TUPLES = _to_object_array_tuples is not None
+
+_warned: set[str] = set()
+
+
+def pool_max_overflow(pool: Pool) -> int:
+    """How many connections ``pool`` opens beyond its size when busy (``max_overflow``; 0
+    for pools without overflow). SQLAlchemy keeps it only as ``QueuePool._max_overflow``."""
+    if not isinstance(pool, QueuePool):
+        return 0
+    if not HAS_MAX_OVERFLOW:
+        _warn_once("_max_overflow", "SQLAlchemy's QueuePool has no _max_overflow; batches run at most pool_size "
+                   "queries at once")
+        return 0
+    return max(int(pool._max_overflow), 0)
+
+
+def has_alembic_config_files() -> bool:
+    """Whether Alembic's CommandLine still has the private method that picks its files
+    from ``-c`` and ``ALEMBIC_CONFIG`` (checked when first needed: Alembic is imported
+    only by the migrations)."""
+    from alembic.config import CommandLine
+
+    return callable(getattr(CommandLine, "_inis_from_config", None))
+
+
+def alembic_config_files(options: argparse.Namespace | None) -> tuple[str, str]:
+    """``(pyproject.toml, ini file)`` as the ``alembic`` command chooses them from the
+    command line's ``-c`` options and the ``ALEMBIC_CONFIG`` environment variable."""
+    from alembic.config import CommandLine
+
+    if options is None:
+        options = argparse.Namespace(config=None)
+    if has_alembic_config_files():
+        toml, ini = CommandLine._inis_from_config(CommandLine(), options)
+        return str(toml), str(ini)
+    _warn_once("_inis_from_config", "Alembic's CommandLine has no _inis_from_config; -c and ALEMBIC_CONFIG are "
+               "read as plain ini file names")
+    named = [name for name in options.config or () if name]
+    return "pyproject.toml", named[-1] if named else os.environ.get("ALEMBIC_CONFIG") or "alembic.ini"
+
+
+def object_matrix(rows: Sequence[Sequence[Any]], width: int) -> Any:
+    """The rows as a 2-D object array (pandas' own C routine where it has it)."""
+    if _to_object_array_tuples is not None and isinstance(rows, list) and isinstance(rows[0], tuple):
+        return _to_object_array_tuples(rows)
+    matrix = np.empty((len(rows), width), dtype=object)
+    matrix[:] = [tuple(row) for row in rows]
+    return matrix
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, OrizaWarning, stacklevel=3)

@@ -1,0 +1,98 @@
+"""What the dialect-free modules ask of a dialect: the :class:`Backend` protocol.
+
+Every question whose answer depends on the database (how to read, stream and write,
+which column types a table gets, whether an error means the connection died, how a write
+transaction begins, where a partitioned read splits, how schema changes are serialised)
+is a method here, answered in ``postgresql.py`` or ``sqlite.py``. This module imports
+nothing above it, so the backends and the modules that use them form no import circle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..frames import Form
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.engine import URL
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from .._sql import Params, Statement
+
+__all__ = ["Backend", "Form", "TableLoaded"]
+
+# Called once per table of a bulk replace as it finishes: (table, rows, seconds).
+TableLoaded = Callable[[str, int, float], None]
+
+
+class Backend(Protocol):
+    """A dialect, as ``queries.py``, ``writes.py``, ``partitioned.py`` and ``migrations`` use it."""
+
+    name: str
+    #: How a statement stopped by a timeout or an interrupt ended, for messages.
+    stopped: str
+
+    def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
+        """The AsyncEngine for ``url``, with the dialect's connect arguments and hooks."""
+        ...
+
+    def connect_timeout(self, url: URL) -> float:
+        """How many seconds a connection attempt to ``url`` waits for the server."""
+        ...
+
+    async def read(self, conn: AsyncConnection, sql: Statement, params: Params | None, form: Form = "frame"
+                   ) -> Any:
+        """The whole result of ``sql`` in ``form``; a statement without rows gives
+        :class:`~oriza_toolkit.frames.RowsAffected` (as a frame)."""
+        ...
+
+    def stream(self, conn: AsyncConnection, sql: Statement, params: Params | None, rows: int, arrow: bool
+               ) -> AsyncGenerator[Any, None]:
+        """The result in chunks of ``rows`` rows (DataFrames, or record batches), one schema."""
+        ...
+
+    def encode(self, frame: pd.DataFrame) -> Any:
+        """The frame's rows prepared for :meth:`write` (off the loop, before any transaction)."""
+        ...
+
+    def column_types(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """SQLAlchemy column types of this dialect for the frame's columns, where the
+        dialect has a better one than the generic choice (``jsonb``, ``interval``)."""
+        ...
+
+    async def write(self, conn: AsyncConnection, frame: pd.DataFrame, table: str, schema: str | None,
+                    encoded: Any) -> None:
+        """Append the encoded rows to an existing table, inside the caller's transaction."""
+        ...
+
+    def begin_write(self, conn: AsyncConnection) -> AbstractAsyncContextManager[None]:
+        """A transaction on ``conn`` that will write, begun on the server before the body runs
+        (so the driver's own calls in it are inside it; SQLite takes its write lock at once)."""
+        ...
+
+    async def replace_rows(self, conn: AsyncConnection, frames: Mapping[str, pd.DataFrame],
+                           encoded: Mapping[str, Any], loaded: TableLoaded) -> None:
+        """Replace every row of the tables (given parents first) inside the caller's
+        transaction, as fast as the dialect allows."""
+        ...
+
+    def is_lost_connection(self, error: BaseException) -> bool:
+        """Whether the driver's ``error`` means the connection itself is gone."""
+        ...
+
+    def partition_bounds(self, inner: str, column: str) -> str | None:
+        """SQL giving one row ``(low, high, kind)`` of ``column`` over the query ``inner``,
+        or None where the dialect reads a result whole (nothing to split)."""
+        ...
+
+    def can_partition(self, kind: str) -> bool:
+        """Whether a column of the type ``kind`` (as :meth:`partition_bounds` names it) splits into ranges."""
+        ...
+
+    async def lock_migrations(self, conn: AsyncConnection, engine: AsyncEngine) -> None:
+        """Serialise schema changes across processes for the rest of ``conn``'s transaction
+        (a second migration waits, then finds nothing to do)."""
+        ...

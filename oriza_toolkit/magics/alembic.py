@@ -1,0 +1,41 @@
+"""``%alembic <any Alembic command line>``: migrations from a cell, over ``migrations.run``."""
+
+from __future__ import annotations
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
+
+from .. import connections, migrations
+from ..database import Database
+from ..errors import OrizaError
+
+__all__ = ["UPGRADE_HINT", "AlembicMagics"]
+
+UPGRADE_HINT = "%alembic upgrade head"
+
+
+@magics_class
+class AlembicMagics(Magics):
+    """``%alembic``."""
+
+    @property
+    def db(self) -> Database:
+        """The notebook's default database (DATABASE_URL, .env or the embedded SQLite file)."""
+        return connections.get(connections.DEFAULT)
+
+    @no_var_expand
+    @line_magic
+    def alembic(self, line: str) -> None:
+        """Run an Alembic command: ``%alembic upgrade head``, ``%alembic revision --autogenerate -m "x"``,
+        ``%alembic init migrations --metadata pkg.models:Base.metadata``.
+
+        With no arguments, show where the schema stands.
+        """
+        try:
+            if not line.strip():
+                print(migrations.schema_status(self.db).summary(UPGRADE_HINT))
+                return
+            result = migrations.run(line, self.db)
+        except OrizaError as error:
+            raise UsageError(str(error)) from None
+        print(result.output, end="")

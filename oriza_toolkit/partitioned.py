@@ -1,0 +1,143 @@
+"""Partitioned reads: one big query read as ranges of a column, over several connections at once.
+
+As connectorx does: the backend's bounds query finds ``min``/``max`` of the column over the
+whole query, the range between is cut into ``partitions`` ranges (NULLs go with the first),
+and one query per range runs at once, spread round-robin over this server and its
+replicas. The ranges' parsed chunks are then joined, off the loop, into the same columns,
+dtypes and rows as one read. One timeout covers the whole read, bounds included; a range
+that fails cancels the others on their servers. A dialect that reads a result whole
+(SQLite: one file, one reader) runs the query once.
+
+Each range is its own transaction: on a table being written to, they may see different
+moments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import _sql, queries
+from ._sql import Params
+from .backends import Backend, Form
+from .errors import QueryError
+from .frames import from_chunks
+
+__all__ = ["Source", "check_partitioning", "edges", "read"]
+
+# Parameter names the range queries add to the user's.
+_LOW, _HIGH = "_oz_low", "_oz_high"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A server to read ranges from: a Database's engine and backend."""
+
+    engine: AsyncEngine
+    backend: Backend
+
+
+def check_partitioning(sql: object, partition_on: object, partitions: object) -> None:
+    """Raise ``TypeError``/``ValueError`` for options no partitioned read could use."""
+    if not isinstance(partition_on, str) or not partition_on:
+        raise TypeError(f"partition_on must name a column of the query's result, not {partition_on!r}")
+    if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+        raise ValueError(f"partitions must be a whole number of at least 1, not {partitions!r}")
+    if not isinstance(sql, str):
+        raise TypeError("partitioned reads take SQL text, not a SQLAlchemy statement")
+
+
+async def read(sources: Sequence[Source], sql: str, params: Params | None, *, column: str, partitions: int,
+               form: Form, timeout: float | None = None) -> Any:
+    """One query read as ``partitions`` ranges of ``column``, all at once, spread over
+    ``sources`` (the first also finds the bounds), in ``form``; the same columns and
+    dtypes as one read."""
+    first = sources[0]
+    if set(_sql.parameter_names(sql)) & {_LOW, _HIGH}:
+        raise ValueError(f"query uses a parameter name reserved for partitioned reads (:{_LOW}, :{_HIGH})")
+    inner = _sql.parse(sql).sql  # without a trailing ";" (and the comments after it)
+    bounds = first.backend.partition_bounds(inner, column)
+    async with queries.running("query", sql, timeout, first.engine, first.backend):
+        if bounds is None:
+            return await queries.fetch_frame(first.engine, first.backend, sql, params, form=form)
+        found = await queries.fetch_frame(first.engine, first.backend, bounds, params)
+        low, high, kind = found["low"].iloc[0], found["high"].iloc[0], str(found["kind"].iloc[0])
+        if not first.backend.can_partition(kind):
+            raise QueryError("query", sql, f"partition_on column {column!r} is {kind}; partition on a number, "
+                             "date or timestamp column")
+        if pd.isna(low):  # no rows, or only NULLs
+            return await queries.fetch_frame(first.engine, first.backend, sql, params, form=form)
+        ranges = _range_queries(inner, column, params, edges(low, high, partitions))
+        parts = await _gather(sources, ranges)
+        return await asyncio.to_thread(_combine, parts, form)  # CPU work: off the loop
+
+
+def edges(low: Any, high: Any, partitions: int) -> list[Any]:
+    """``partitions + 1`` ascending bounds from ``low`` to ``high`` (fewer if the range is narrow).
+
+    Example::
+
+        >>> edges(1, 10, 3)
+        [1, 4, 7, 10]
+        >>> edges(5, 5, 3)
+        [5, 5]
+    """
+    if isinstance(low, pd.Timestamp):
+        low, high = low.to_pydatetime(), high.to_pydatetime()
+    if isinstance(low, (int, np.integer)):
+        low, high = int(low), int(high)
+        step = max((high - low) // partitions, 1)
+        cuts = list(range(low, high, step))[:partitions] or [low]  # all equal: one range
+    else:
+        width = (high - low) / partitions
+        cuts = [low + width * i for i in range(partitions)] if width else [low]
+    return [*cuts, high]
+
+
+def _range_queries(inner: str, column: str, params: Params | None, bounds: list[Any]
+                   ) -> list[tuple[str, dict[str, Any]]]:
+    """One query per range ``[start, end)`` (the last closed); NULLs go with the first."""
+    ident = _sql.quote_identifier(column)
+    ranges = []
+    for i, (start, end) in enumerate(itertools.pairwise(bounds)):
+        last = i == len(bounds) - 2
+        where = f"{ident} >= :{_LOW} AND {ident} {'<=' if last else '<'} :{_HIGH}"
+        if i == 0:
+            where = f"({where}) OR {ident} IS NULL"
+        ranges.append((f"SELECT * FROM ({inner}\n) AS _oz_q WHERE {where}",
+                       {**(params or {}), _LOW: start, _HIGH: end}))
+    return ranges
+
+
+async def _gather(sources: Sequence[Source], ranges: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """Each range's chunks, read at once round-robin over ``sources``; the first failure
+    cancels the other ranges (on their servers too) and is raised."""
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            for index, (sql, params) in enumerate(ranges):
+                where = sources[index % len(sources)]
+                tasks.append(group.create_task(
+                    queries.fetch_frame(where.engine, where.backend, sql, params, form="chunks")))
+    except BaseExceptionGroup as failed:
+        raise _first(failed) from None
+    return [task.result() for task in tasks]
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+def _combine(parts: Sequence[Any], form: Form) -> Any:
+    """One result from the ranges' chunks (every range has at least its empty chunk)."""
+    return from_chunks([chunk for part in parts for chunk in part], form)
