@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -123,7 +124,17 @@ async def arun(coro: Coroutine[Any, Any, T], progress: Progress | None = None) -
 async def _arun(coro: Coroutine[Any, Any, T], progress: Progress | None) -> T:
     if in_loop_thread():
         return await coro
-    future = asyncio.wrap_future(submit(coro))
+    caller = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+
+    async def tracked() -> T:
+        try:
+            return await coro
+        finally:
+            with contextlib.suppress(RuntimeError):  # the caller's loop may be gone
+                caller.call_soon_threadsafe(stopped.set)
+
+    future = asyncio.wrap_future(submit(tracked()))
     try:
         while progress is not None and not future.done():
             await asyncio.wait({future}, timeout=POLL_SECONDS)
@@ -131,4 +142,9 @@ async def _arun(coro: Coroutine[Any, Any, T], progress: Progress | None) -> T:
         return await future
     except asyncio.CancelledError:
         future.cancel()
+        # As run() does: only once the work has stopped (its cancellation has reached the
+        # server) does the caller go on, so what it does next (closing a stream) finds it idle.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CANCEL_GRACE_SECONDS):
+                await stopped.wait()
         raise

@@ -74,9 +74,11 @@ def database_url(url: str | URL | None = None) -> URL:
     """
     if url is None:
         url = os.environ.get("DATABASE_URL") or _dotenv_url()
-    if url is None or url == "":
-        path = project_root() / DEFAULT_DATABASE_FILE
-        return URL.create("sqlite+aiosqlite", database=str(path))
+        if not url:
+            path = project_root() / DEFAULT_DATABASE_FILE
+            return URL.create("sqlite+aiosqlite", database=str(path))
+    elif isinstance(url, str) and not url.strip():
+        raise ConfigError("the database URL is empty; give a URL, a connection name, or nothing for DATABASE_URL")
     if not isinstance(url, (str, URL)):
         raise TypeError(f"the database URL must be a string or a sqlalchemy URL, not {type(url).__name__}")
     parsed = _parse(url) if isinstance(url, str) else url

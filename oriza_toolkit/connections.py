@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL
 from . import database
 from .config import mask_url, named_url
 from .database import Database
-from .errors import OrizaError
+from .errors import ConfigError, OrizaError
 
 __all__ = ["DEFAULT", "close", "connect", "get", "is_name", "names", "register"]
 
@@ -39,6 +39,7 @@ DEFAULT = "default"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _lock = threading.Lock()
 _open: dict[str, Database] = {}
+_options: dict[str, dict[str, Any]] = {}  # the engine options each was opened with
 
 
 def connect(url: str | URL | None = None, **engine_options: Any) -> Database:
@@ -55,7 +56,10 @@ def connect(url: str | URL | None = None, **engine_options: Any) -> Database:
         [1]
     """
     try:
-        if isinstance(url, str) and "://" not in url and url.strip() and is_name(url):
+        if isinstance(url, str) and not url.strip():
+            raise ConfigError("the database URL is empty; give a URL, a connection name, or nothing for "
+                              "DATABASE_URL")
+        if isinstance(url, str) and "://" not in url and is_name(url):
             return get(url, **engine_options)
         return Database(url, **engine_options)
     except (OrizaError, TypeError) as error:
@@ -69,23 +73,35 @@ def is_name(text: object) -> bool:
 
 
 def get(name: str = DEFAULT, **engine_options: Any) -> Database:
-    """The open :class:`Database` called ``name``, opened now if need be. Example: ``get("replica")``."""
+    """The open :class:`Database` called ``name``, opened now if need be. Example: ``get("replica")``.
+
+    ``engine_options`` apply when it is opened; asking for other options while it is open
+    is an error (close it first), never silently ignored.
+    """
+    _check_name(name)
     with _lock:
         db = _open.get(name)
-        if db is None or db.closed:
-            db = Database(None if name == DEFAULT else named_url(name), **engine_options)
-            _open[name] = db
+        if db is not None and not db.closed:
+            if engine_options and engine_options != _options.get(name, {}):
+                raise ValueError(f"connection {name!r} is open with other engine options; close it first "
+                                 f"(oz.connections.close({name!r})) to open it with these")
+            return db
+        db = Database(None if name == DEFAULT else named_url(name), **engine_options)
+        db.origin = "DATABASE_URL" if name == DEFAULT else f"DATABASE_URL_{name.upper()}"
+        _open[name] = db
+        _options[name] = dict(engine_options)
         return db
 
 
 def register(name: str, url: str | URL, **engine_options: Any) -> Database:
     """Open ``url`` under ``name`` (closing what had that name). Example: ``register("scratch", url)``."""
-    if not is_name(name):
-        raise ValueError(f"a connection name is a word of letters, digits and _, not {name!r}")
+    _check_name(name)
     db = Database(url, **engine_options)
+    db.origin = f"the URL given for {name!r}"
     with _lock:
         previous = _open.pop(name, None)
         _open[name] = db
+        _options[name] = dict(engine_options)
     if previous is not None and previous is not db:
         previous.close()
     return db
@@ -98,6 +114,11 @@ def close(name: str) -> None:
     if db is None:
         raise KeyError(f"no open connection named {name!r}; open ones: {', '.join(_open) or 'none'}")
     db.close()
+
+
+def _check_name(name: object) -> None:
+    if not is_name(name):
+        raise ValueError(f"not a valid connection name: {name!r} (a word of letters, digits and _)")
 
 
 def names() -> dict[str, str]:

@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import _loop, partitioned
 from . import queries as _queries
 from ._private import pool_max_overflow
-from ._sql import Params, QuerySpec, Statement
+from ._sql import Params, QuerySpec, Statement, split_statements
 from .backends import Form, backend_for
 from .config import database_url, mask_url
-from .errors import BatchError, ConfigError, OrizaError, QueryError
+from .errors import BatchError, ConfigError, DatabaseConnectionError, OrizaError, QueryError
 from .parquet import ParquetSink, check_parquet
 from .progress import BatchProgress, ElapsedTimer
 from .queries import check_batch, check_params, check_statement, check_timeout
@@ -73,7 +73,10 @@ class Database:
             raise ConfigError(f"invalid engine option: {' '.join(str(error).split(', using configuration')[0].split())}"
                               ).with_traceback(None) from None
         self._closed = False
+        #: Where the URL came from, named by connection errors (the registry sets its own).
+        self.origin = "DATABASE_URL" if url is None else "the URL given to oz.connect()"
         self._session = _queries.Session(self.engine, self.backend)
+        self._streams: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
         # A Database dropped without close() still gives its connections back.
         self._finalizer = weakref.finalize(self, _dispose, self.engine)
         _open.add(self)
@@ -110,11 +113,17 @@ class Database:
 
     def _run(self, coro: Coroutine[Any, Any, T], progress: _loop.Progress | None = None) -> T:
         self._check_open(coro)
-        return _loop.run(coro, progress)
+        try:
+            return _loop.run(coro, progress)
+        except DatabaseConnectionError as error:
+            raise error.from_source(self.origin) from None
 
     async def _arun(self, coro: Coroutine[Any, Any, T], progress: _loop.Progress | None = None) -> T:
         self._check_open(coro)
-        return await _loop.arun(coro, progress)
+        try:
+            return await _loop.arun(coro, progress)
+        except DatabaseConnectionError as error:
+            raise error.from_source(self.origin) from None
 
     def _check_open(self, coro: Coroutine[Any, Any, Any]) -> None:
         if self._closed:
@@ -158,7 +167,9 @@ class Database:
             raise ValueError(f"rows must be a whole number of at least 1, not {rows!r}")
         if self._closed:
             raise OrizaError(f"{self!r} is closed; call oz.connect() for a new one")
-        return _queries.stream_chunks(self.engine, self.backend, sql, params, rows=rows, arrow=arrow)
+        chunks = _queries.stream_chunks(self.engine, self.backend, sql, params, rows=rows, arrow=arrow)
+        self._streams.add(chunks)  # close() stops it on the server if it is still open then
+        return chunks
 
     def _query_many(
         self,
@@ -170,6 +181,10 @@ class Database:
     ) -> tuple[Coroutine[Any, Any, dict[str, Any]], BatchProgress]:
         check_batch(queries, errors, max_concurrency)
         check_timeout(timeout)
+        if max_concurrency is not None and max_concurrency > self.max_concurrency:
+            raise ValueError(f"max_concurrency={max_concurrency} is more than this pool can give "
+                             f"({self.max_concurrency}: pool_size + max_overflow); open the Database with a bigger "
+                             "pool_size= or max_overflow=, or leave max_concurrency out")
         bar = BatchProgress(list(queries), enabled=progress)
         return self._batch(queries, max_concurrency, timeout, errors, bar), bar
 
@@ -197,6 +212,11 @@ class Database:
             raise TypeError(f"run_script takes SQL text, not {type(sql).__name__}")
         check_params(params)
         check_timeout(timeout)
+        statements = split_statements(sql)
+        if not statements:
+            raise ValueError("the SQL is empty")
+        for number, statement in enumerate(statements, start=1):  # every one before the first runs
+            check_statement(statement, params, name="query" if len(statements) == 1 else f"statement {number}")
         return self._session.run(sql, params, timeout=timeout), ElapsedTimer()
 
     def _execute(self, sql: Statement, params: Params | None) -> Coroutine[Any, Any, int]:
@@ -205,7 +225,7 @@ class Database:
 
     def _write(self, frame: pd.DataFrame, table: str, schema: str | None, if_exists: IfExists
                ) -> Coroutine[Any, Any, int]:
-        check_write(frame, table, schema, if_exists)
+        check_write(frame, table, schema, if_exists, self.backend)
         return write_frame(self.engine, self.backend, frame, table, schema=schema, if_exists=if_exists)
 
     def _transaction(self) -> Transaction:
@@ -580,6 +600,9 @@ class Database:
             _loop.run(self._dispose())
 
     async def _dispose(self) -> None:
+        for stream in list(self._streams):  # a checked-out connection outlives dispose(): stop its query
+            with contextlib.suppress(Exception):
+                await stream.aclose()
         await self._session.close()
         await self.engine.dispose()
 

@@ -8,7 +8,7 @@ The tree::
     ├── QueryError           one statement failed on the server (or in the driver)
     │   └── QueryTimeoutError    ... because it ran past its timeout and was cancelled
     ├── BatchError           one or more queries of a query_many batch failed
-    ├── WriteError           a DataFrame could not be written; nothing was written
+    ├── WriteError           a DataFrame (or a Parquet file) could not be written; nothing changed
     └── MigrationError       an Alembic command failed
         └── SchemaDiffError      ... because the models differ from the database (.diffs)
 
@@ -37,6 +37,11 @@ __all__ = [
 ]
 
 
+# Names the toolkit gives a query the user did not name; its SQL names it better.
+_UNNAMED = {"query", "execute", "stream"}
+_LABEL_CHARACTERS = 40
+
+
 class OrizaError(Exception):
     """Base class of the toolkit's errors."""
 
@@ -48,17 +53,27 @@ class ConfigError(OrizaError):
 class DatabaseConnectionError(OrizaError):
     """The database server could not be reached, or refused the connection.
 
-    ``url`` is the URL tried, with its password masked.
+    ``url`` is the URL tried, with its password masked; ``source`` where it came from
+    (``"DATABASE_URL"``, ``"DATABASE_URL_REPLICA"``, ...), named in the message where the
+    URL's parts are what to check.
     """
 
-    def __init__(self, message: str, *, url: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, url: str, check: str | None = None, source: str = "DATABASE_URL") -> None:
         self.url = url
+        self.reason = message
+        self.check = check
+        self.source = source
+        super().__init__(message if check is None else f"{message}; {check.format(source=source)}")
+
+    def from_source(self, source: str) -> DatabaseConnectionError:
+        """This error, naming ``source`` as where the URL came from."""
+        return DatabaseConnectionError(self.reason, url=self.url, check=self.check, source=source)
 
 
 class QueryError(OrizaError):
     """A statement failed.
 
+    The message names the query by its batch key, or by the first line of its SQL.
     Attributes: ``name`` (the query's name in a batch, else ``"query"``), ``sql``,
     ``detail`` (the server's message), ``position`` (1-based character offset into
     ``sql`` where the server located the error, or ``None``) and ``sqlstate``.
@@ -90,10 +105,19 @@ class QueryError(OrizaError):
         return copy
 
     def _message(self) -> str:
-        text = f"query {self.name!r} failed: {self.detail}"
+        text = f"query {self._label()!r} failed: {self.detail}"
         if self.position is not None:
             text += f" (at character {self.position}: {_excerpt(self.sql, self.position)!r})"
         return text
+
+
+    def _label(self) -> str:
+        """The query as the user knows it: its batch key, else the first line of its SQL."""
+        lines = self.sql.strip().splitlines()
+        if self.name not in _UNNAMED or not lines:
+            return self.name
+        first = " ".join(lines[0].split())
+        return first if len(first) <= _LABEL_CHARACTERS else first[: _LABEL_CHARACTERS - 3] + "..."
 
 
 class QueryTimeoutError(QueryError):
@@ -123,12 +147,13 @@ class BatchError(OrizaError):
 
 
 class WriteError(OrizaError):
-    """A DataFrame could not be written to a table; the table is as it was."""
+    """A DataFrame could not be written to a table (or a result to a file); the table (or
+    the file that was there) is as it was. ``table`` names the table or the path."""
 
-    def __init__(self, table: str, detail: str) -> None:
+    def __init__(self, table: str, detail: str, *, kind: str = "table") -> None:
         self.table = table
         self.detail = detail
-        super().__init__(f"writing table {table!r} failed: {detail}")
+        super().__init__(f"writing {kind} {table!r} failed: {detail}")
 
 
 class MigrationError(OrizaError):

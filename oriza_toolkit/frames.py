@@ -60,7 +60,8 @@ from .settings import settings
 
 __all__ = [
     "DECIMAL_TEXT", "JSON", "KIND", "Chunk", "Form", "RowsAffected", "decimal_type", "finish_table", "frame_from_arrow",
-    "frame_from_rows", "from_chunks", "holds_dates", "json_texts", "object_kind", "parse_json", "stream_decimals",
+    "frame_from_rows", "from_chunks", "holds_dates", "json_texts", "object_kind", "parse_json", "rows",
+    "stream_decimals",
 ]
 
 # What a read returns: a DataFrame, a pyarrow Table, or its parsed chunks (to be joined
@@ -158,8 +159,8 @@ def holds_dates(column: pd.Series) -> bool:
 
 def object_kind(values: pd.Series) -> str | None:
     """What the (non-null) Python objects of a column all are, where the toolkit writes
-    that kind typed: ``"json"`` (dicts and lists), ``"decimal"`` (finite Decimals),
-    ``"bytes"``, ``"date"``, ``"time"`` or ``"str"``; None for anything else or nothing.
+    that kind typed: ``"json"`` (dicts and lists), ``"decimal"`` (Decimals, NaN and infinities too),
+    ``"bytes"``, ``"datetime"``, ``"date"``, ``"time"`` or ``"str"``; None for anything else or nothing.
 
     Example::
 
@@ -172,11 +173,18 @@ def object_kind(values: pd.Series) -> str | None:
     if all(issubclass(k, (dict, list)) for k in kinds):
         return "json"
     if all(issubclass(k, Decimal) for k in kinds):
-        return "decimal" if all(v.is_finite() for v in values) else None
+        return "decimal"
     if all(issubclass(k, (bytes, bytearray)) for k in kinds):
         return "bytes"
+    if all(issubclass(k, dt.datetime) for k in kinds):  # pandas keeps them as objects when zones differ
+        return "datetime"
     single = {dt.date: "date", dt.time: "time", str: "str"}
     return single.get(next(iter(kinds))) if len(kinds) == 1 else None
+
+
+def rows(count: int) -> str:
+    """``"1 row"``, ``"12,345 rows"``. Example: ``rows(1)``."""
+    return f"{count:,} row{'' if count == 1 else 's'}"
 
 
 def json_texts(column: pd.Series) -> list[str | None]:
@@ -232,7 +240,7 @@ class RowsAffected(pd.DataFrame):
     def __str__(self) -> str:
         if self.rowcount is None:
             return self.status or "done"
-        return f"{self.rowcount:,} row{'' if self.rowcount == 1 else 's'} affected"
+        return f"{rows(self.rowcount)} affected"
 
 
 def frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.DataFrame:

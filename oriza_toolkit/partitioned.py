@@ -1,9 +1,11 @@
 """Partitioned reads: one big query read as ranges of a column, over several connections at once.
 
 As connectorx does: the backend's bounds query finds ``min``/``max`` of the column over the
-whole query, the range between is cut into ``partitions`` ranges (NULLs go with the first),
-and one query per range runs at once, spread round-robin over this server and its
-replicas. The ranges' parsed chunks are then joined, off the loop, into the same columns,
+whole query (of its finite values: NaN and infinities are no bound), the range between is
+cut into ``partitions`` ranges, and one query per range runs at once, spread round-robin
+over this server and its replicas. The first range is open below (and takes the NULLs),
+the last open above (NaN sorts above every number), so every row is in exactly one range
+whatever the bounds were. The ranges' parsed chunks are then joined, off the loop, into the same columns,
 dtypes and rows as one read. One timeout covers the whole read, bounds included; a range
 that fails cancels the others on their servers. A dialect that reads a result whole
 (SQLite: one file, one reader) runs the query once.
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import _sql, queries
 from ._sql import Params
 from .backends import Backend, Form
+from .config import mask_url
 from .errors import QueryError
 from .frames import from_chunks
 
 __all__ = ["Source", "check_partitioning", "edges", "read"]
 
+# How long a partitioned read waits for a lagging replica to catch up before refusing it.
+REPLICA_WAIT_SECONDS = 10.0
 # Parameter names the range queries add to the user's.
 _LOW, _HIGH = "_oz_low", "_oz_high"
 
@@ -72,11 +79,38 @@ async def read(sources: Sequence[Source], sql: str, params: Params | None, *, co
         if not first.backend.can_partition(kind):
             raise QueryError("query", sql, f"partition_on column {column!r} is {kind}; partition on a number, "
                              "date or timestamp column")
-        if pd.isna(low):  # no rows, or only NULLs
+        finite = first.backend.finite_bounds(inner, column, kind)
+        if finite is not None and not (_is_finite(low) and _is_finite(high)):
+            found = await queries.fetch_frame(first.engine, first.backend, finite, params)
+            low, high = found["low"].iloc[0], found["high"].iloc[0]
+        if pd.isna(low):  # no rows, or only NULLs (or NaN, or infinities)
             return await queries.fetch_frame(first.engine, first.backend, sql, params, form=form)
         ranges = _range_queries(inner, column, params, edges(low, high, partitions))
+        if len(ranges) > 1:
+            await _caught_up(first, sources[1 : len(ranges)])
         parts = await _gather(sources, ranges)
         return await asyncio.to_thread(_combine, parts, form)  # CPU work: off the loop
+
+
+async def _caught_up(first: Source, replicas: Sequence[Source]) -> None:
+    """Wait (at most :data:`REPLICA_WAIT_SECONDS`) until every replica has the data the first
+    server had when the read began; else a one-line error naming the replica and its lag.
+    (A replica that has not replayed what the primary holds would silently miss rows.)"""
+    if not replicas:
+        return
+    async with queries.connection(first.engine, first.backend) as conn:
+        position = await first.backend.position(conn)
+    if position is None:
+        return
+    for replica in replicas:
+        deadline = time.monotonic() + REPLICA_WAIT_SECONDS
+        async with queries.connection(replica.engine, replica.backend) as conn:
+            while (lag := await replica.backend.behind(conn, position)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        if lag:
+            raise QueryError("query", "", f"replica {mask_url(replica.engine.url)} has not replayed what this server "
+                             f"held when the read began ({lag:,.0f} bytes of WAL behind after "
+                             f"{REPLICA_WAIT_SECONDS:g} s); its ranges would miss rows: read without it, or later")
 
 
 def edges(low: Any, high: Any, partitions: int) -> list[Any]:
@@ -103,17 +137,26 @@ def edges(low: Any, high: Any, partitions: int) -> list[Any]:
 
 def _range_queries(inner: str, column: str, params: Params | None, bounds: list[Any]
                    ) -> list[tuple[str, dict[str, Any]]]:
-    """One query per range ``[start, end)`` (the last closed); NULLs go with the first."""
+    """One query per range ``[start, end)`` between the inner edges: the first open below
+    (with the NULLs), the last open above, so that no value falls between ranges."""
     ident = _sql.quote_identifier(column)
-    ranges = []
-    for i, (start, end) in enumerate(itertools.pairwise(bounds)):
-        last = i == len(bounds) - 2
-        where = f"{ident} >= :{_LOW} AND {ident} {'<=' if last else '<'} :{_HIGH}"
-        if i == 0:
-            where = f"({where}) OR {ident} IS NULL"
-        ranges.append((f"SELECT * FROM ({inner}\n) AS _oz_q WHERE {where}",
-                       {**(params or {}), _LOW: start, _HIGH: end}))
-    return ranges
+    cuts = bounds[1:-1]
+    if not cuts:
+        return [(inner, dict(params or {}))]
+    ranges = [(f"{ident} < :{_HIGH} OR {ident} IS NULL", {_HIGH: cuts[0]})]
+    ranges += [(f"{ident} >= :{_LOW} AND {ident} < :{_HIGH}", {_LOW: start, _HIGH: end})
+               for start, end in itertools.pairwise(cuts)]
+    ranges.append((f"{ident} >= :{_LOW}", {_LOW: cuts[-1]}))
+    return [(f"SELECT * FROM ({inner}\n) AS _oz_q WHERE {where}", {**(params or {}), **values})
+            for where, values in ranges]
+
+
+def _is_finite(value: Any) -> bool:
+    """Whether a bound is an ordinary value (not NULL, NaN or an infinity)."""
+    try:
+        return not pd.isna(value) and math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return not pd.isna(value)  # dates and times: NULL is their only odd value here
 
 
 async def _gather(sources: Sequence[Source], ranges: list[tuple[str, dict[str, Any]]]) -> list[Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -51,6 +52,9 @@ __all__ = [
 
 # -- checks on the caller's thread ------------------------------------------------------
 
+# "... in :ids" or "... in (:ids" just before a parameter.
+_IN_BEFORE = re.compile(r"\bin\s*\(?\s*$", re.IGNORECASE)
+
 
 def check_statement(sql: object, params: object = None, *, name: str = "query") -> None:
     """Raise ``TypeError``/``ValueError`` for SQL or parameters that cannot be run.
@@ -75,6 +79,11 @@ def check_statement(sql: object, params: object = None, *, name: str = "query") 
         if missing := parsed.missing(cast(Mapping[str, Any] | None, params)):
             given = "no params were given" if params is None else "params has no key " + repr(missing[0])
             raise ValueError(f"query {name!r} uses :{missing[0]} but {given}")
+        for before, key in zip(parsed.pieces, parsed.params, strict=False):
+            value = cast(Mapping[str, Any], params)[key]
+            if isinstance(value, (list, tuple)) and _IN_BEFORE.search(before):
+                raise ValueError(f"query {name!r}: a list binds as one array, so 'in :{key}' cannot take it; "
+                                 f"write '= any(:{key})'")
 
 
 def check_params(params: object, *, name: str = "query") -> None:
@@ -195,8 +204,9 @@ def _connection_error(engine: AsyncEngine, backend: Backend, error: BaseExceptio
             url=mask_url(url))
     detail = _driver_message(error)
     return DatabaseConnectionError(
-        f"cannot connect to {where} as {url.username!r}: {detail}; check that the server is running "
-        f"and that host, port, user, password and database in DATABASE_URL are right",
+        f"cannot connect to {where} as {url.username!r}: {detail}",
+        check="check that the server is running and that host, port, user, password and database in {source} "
+              "are right",
         url=mask_url(url),
     )
 
@@ -462,6 +472,8 @@ class Session:
         return results
 
     async def _connection(self) -> AsyncConnection:
+        if self._conn is not None and _driver_closed(self._conn):
+            await self._drop()  # the server closed it since the last run (a restart, a terminated backend)
         self.reconnected = self._lost
         self._lost = False
         if self._conn is None:

@@ -26,12 +26,14 @@ class Settings:
     ``progress``: ``"auto"`` (default: on in a Jupyter kernel, off in scripts), ``True`` or
     ``False``. ``display_rows``: rows of a ``%sql`` result rendered. ``numeric``:
     ``"decimal"`` (default: exact, ``decimal128`` or ``Decimal``) or ``"float"`` (``float64``)
-    for PostgreSQL ``numeric`` columns.
+    for PostgreSQL ``numeric`` columns. ``connection``: the named connection the magics use
+    when a cell names none (``%oriza use NAME``; ``"default"`` is ``DATABASE_URL``'s).
     """
 
     progress: bool | Literal["auto"] = "auto"
     display_rows: int = 20
     numeric: Literal["decimal", "float"] = "decimal"
+    connection: str = "default"
 
     def show_progress(self) -> bool:
         """Whether progress is drawn now (``"auto"``: inside a Jupyter kernel)."""

@@ -123,7 +123,7 @@ class Transaction:
     async def awrite(self, frame: pd.DataFrame, table: str, *, schema: str | None = None,
                      if_exists: IfExists = "fail") -> int:
         """Write ``frame`` to ``table`` inside the transaction (as :meth:`Database.awrite`)."""
-        check_write(frame, table, schema, if_exists)
+        check_write(frame, table, schema, if_exists, self._backend)
         return await _loop.arun(self._write(frame, table, schema, if_exists))
 
     async def areplace_rows(self, frames: Mapping[str, pd.DataFrame], *, progress: bool | None = None
@@ -139,7 +139,7 @@ class Transaction:
             async with db.atransaction() as tx:
                 await tx.areplace_rows({"customers": customers, "orders": orders})
         """
-        bar = _check_frames(frames, progress)
+        bar = _check_frames(frames, progress, self._backend)
         return await _loop.arun(self._replace_rows(frames, bar), bar)
 
     def query(self, sql: Statement, params: Params | None = None) -> pd.DataFrame:
@@ -155,18 +155,18 @@ class Transaction:
     def write(self, frame: pd.DataFrame, table: str, *, schema: str | None = None, if_exists: IfExists = "fail"
               ) -> int:
         """Blocking :meth:`awrite`. Example: ``tx.write(df, "results", if_exists="append")``."""
-        check_write(frame, table, schema, if_exists)
+        check_write(frame, table, schema, if_exists, self._backend)
         return _loop.run(self._write(frame, table, schema, if_exists))
 
     def replace_rows(self, frames: Mapping[str, pd.DataFrame], *, progress: bool | None = None) -> dict[str, int]:
         """Blocking :meth:`areplace_rows`. Example: ``tx.replace_rows({"airlines": airlines})``."""
-        bar = _check_frames(frames, progress)
+        bar = _check_frames(frames, progress, self._backend)
         return _loop.run(self._replace_rows(frames, bar), bar)
 
 
-def _check_frames(frames: object, progress: bool | None) -> BatchProgress:
+def _check_frames(frames: object, progress: bool | None, backend: Backend) -> BatchProgress:
     if not isinstance(frames, Mapping) or not frames:
         raise TypeError("replace_rows takes a mapping of table names to DataFrames, parents first")
     for table, frame in frames.items():
-        check_write(frame, table, None, "append")
+        check_write(frame, table, None, "append", backend)
     return BatchProgress(list(frames), unit="table", units="tables", enabled=progress)

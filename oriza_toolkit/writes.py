@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import JSON, Date, LargeBinary, Numeric, Time
+from sqlalchemy import JSON, Date, DateTime, LargeBinary, Numeric, Time
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -29,10 +29,14 @@ __all__ = ["IfExists", "check_write", "encode", "write_frame", "write_on"]
 IfExists = Literal["fail", "append", "replace"]
 
 
-def check_write(frame: object, table: object, schema: object, if_exists: object) -> None:
-    """Raise ``TypeError``/``ValueError`` for arguments no write could use."""
+def check_write(frame: object, table: object, schema: object, if_exists: object, backend: Backend) -> None:
+    """Raise ``TypeError``/``ValueError`` for arguments no write could use: names are
+    refused, never cut or made up."""
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"write takes a pandas DataFrame, not {type(frame).__name__}")
+    if isinstance(frame.columns, pd.MultiIndex):
+        raise ValueError("the frame's columns are a MultiIndex (e.g. " + repr(frame.columns[0]) + "); flatten them "
+                         "first, e.g. frame.columns = ['_'.join(map(str, c)) for c in frame.columns]")
     if not isinstance(table, str) or not table.strip():
         raise TypeError(f"the table name must be a non-empty string, not {table!r}")
     if schema is not None and not isinstance(schema, str):
@@ -42,6 +46,11 @@ def check_write(frame: object, table: object, schema: object, if_exists: object)
     if frame.columns.has_duplicates:
         twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise ValueError(f"the frame has duplicate column names: {', '.join(twice)}")
+    limit = backend.max_identifier_bytes
+    for name in [table, schema, *(str(c) for c in frame.columns)]:
+        if limit is not None and isinstance(name, str) and len(name.encode()) > limit:
+            raise ValueError(f"the name {name[:30] + '...'!r} is longer than {backend.name}'s {limit}-byte limit "
+                             "and would be cut; use a shorter one")
 
 
 async def write_frame(
@@ -84,7 +93,10 @@ async def write_on(conn: AsyncConnection, backend: Backend, frame: pd.DataFrame,
     except (OrizaError, asyncio.CancelledError):
         raise
     except ValueError as error:  # pandas: "Table 'x' already exists."; SQLite type checks
-        raise WriteError(table, str(error)) from None
+        detail = str(error)
+        if if_exists == "fail" and "already exists" in detail:
+            detail = f"{detail.rstrip('.')}; pass if_exists='append' to add to it, or 'replace' to replace it"
+        raise WriteError(table, detail) from None
     except Exception as error:
         raise WriteError(table, query_error(error, table, "", backend).detail) from None
     return len(frame)
@@ -116,12 +128,21 @@ def _column_types(frame: pd.DataFrame) -> dict[str, Any]:
             values = column.dropna()
             kind = object_kind(values)
             if kind == "decimal":
-                exponents = [v.as_tuple() for v in values]
-                scale = max(max(-int(t.exponent), 0) for t in exponents)
-                digits = max(len(t.digits) + int(t.exponent) for t in exponents)
-                types[str(name)] = Numeric(max(digits, 1) + scale, scale)
+                exponents = [v.as_tuple() for v in values if v.is_finite()]
+                if not exponents or len(exponents) < len(values):  # NaN, infinities: numeric without a typmod
+                    types[str(name)] = Numeric()
+                else:
+                    scale = max(max(-int(t.exponent), 0) for t in exponents)
+                    digits = max(len(t.digits) + int(t.exponent) for t in exponents)
+                    types[str(name)] = Numeric(max(digits, 1) + scale, scale)
             elif kind == "json":
                 types[str(name)] = JSON()
+            elif kind == "datetime":
+                zoned = {v.tzinfo is not None for v in values}
+                if len(zoned) > 1:
+                    raise ValueError(f"column {str(name)!r} mixes datetimes with and without a time zone; make them "
+                                     f"one kind first, e.g. pd.to_datetime(frame[{str(name)!r}], utc=True)")
+                types[str(name)] = DateTime(timezone=zoned.pop())  # with zones: the instants, in any zone
             elif kind in _OBJECT_TYPES:  # pandas sees no rows: the table is made from the first zero
                 types[str(name)] = _OBJECT_TYPES[kind]()
     return types

@@ -133,6 +133,7 @@ def table(db: oz.Database) -> Iterator[str]:
 def _no_named_connections_left() -> Iterator[None]:
     """Each test starts with no named connection open (they are process-wide)."""
     yield
+    oz.settings.connection = connections.DEFAULT
     for name in list(connections.names()):
         connections.close(name)
 

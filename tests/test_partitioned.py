@@ -105,3 +105,25 @@ def test_all_equal_values_and_a_single_row(pg: oz.Database) -> None:
     assert sorted(same.h.tolist()) == [1, 2, 3, 4, 5]
     one = pg.query("select 1 as g", partition_on="g", partitions=4)
     assert one.g.tolist() == [1]
+
+
+ODD_FLOATS = """
+select g, case g % 10 when 0 then 'NaN'::float8 when 1 then 'Infinity' when 2 then '-Infinity' when 3 then null
+              else g / 3.0 end as f,
+          case g % 10 when 0 then 'NaN'::numeric when 3 then null else (g * 1.5)::numeric end as n
+from generate_series(1, 104) as g
+"""
+
+
+@pytest.mark.parametrize("column", ["f", "n"])
+def test_nan_infinity_and_null_are_in_exactly_one_range(pg: oz.Database, column: str) -> None:
+    whole = pg.query(ODD_FLOATS + " order by g")
+    for partitions in (2, 3, 7):
+        parts = pg.query(ODD_FLOATS, partition_on=column, partitions=partitions).sort_values("g", ignore_index=True)
+        assert parts.g.tolist() == whole.g.tolist(), partitions
+        pd.testing.assert_frame_equal(parts, whole)
+
+
+def test_only_odd_values_read_whole(pg: oz.Database) -> None:
+    odd = "select x from (values ('NaN'::float8), ('Infinity'), (null)) as v(x)"
+    assert len(pg.query(odd, partition_on="x", partitions=3)) == 3

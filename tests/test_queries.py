@@ -108,7 +108,8 @@ def test_error_names_position_and_server_message(pg: oz.Database) -> None:
         pg.query("select id, nope from generate_series(1, 2) id")
     error = caught.value
     assert error.position == 12 and error.sqlstate == "42703"
-    assert str(error) == ("query 'query' failed: column \"nope\" does not exist "
+    assert str(error) == ("query 'select id, nope from generate_series(...' failed: "  # the SQL's start names it
+                          "column \"nope\" does not exist "
                           "(at character 12: 'nope from generate_serie')")
     assert error.__traceback__ is not None and "asyncpg" not in repr(error.__cause__)
 
@@ -155,7 +156,7 @@ def test_execute_returns_rowcount_in_a_transaction(db: oz.Database, table: str) 
     assert db.execute(f"create table {table} (x integer)") == 0
     assert db.execute(f"insert into {table} values (1), (2), (3)") == 3
     assert db.execute(f"delete from {table} where x > :m", {"m": 1}) == 2
-    with pytest.raises(oz.QueryError, match="'execute' failed"):
+    with pytest.raises(oz.QueryError, match=r"^query [\"']insert into (t_\w+|no_such_table) values \(.*[\"'] failed"):
         db.execute(f"insert into {table} values ('not a number')") if db.dialect == "postgresql" \
             else db.execute("insert into no_such_table values (1)")
     assert db.query(f"select count(*) as n from {table}").n[0] == 1
@@ -186,3 +187,13 @@ def test_query_with_a_statement_that_returns_no_rows_keeps_its_effect(db: oz.Dat
     db.execute(f"create table {table} (x integer)")
     assert db.query(f"insert into {table} values (1)").empty
     assert db.query(f"select count(*) as n from {table}").n[0] == 1
+
+
+def test_a_script_checks_every_statements_parameters_before_running(db: oz.Database, table: str) -> None:
+    db.execute(f"create table {table} (x integer)")
+    with pytest.raises(ValueError, match=r"^query 'statement 2' uses :missing but params has no key 'missing'$"):
+        db.run_script(f"insert into {table} values (1); select :missing as m", {"other": 1})
+    assert db.query(f"select count(*) as n from {table}").n[0] == 0  # the insert did not run
+    for empty in ("", "  -- only a note\n", ";"):
+        with pytest.raises(ValueError, match=r"^the SQL is empty$"):
+            db.run_script(empty)

@@ -110,6 +110,35 @@ def test_an_async_stream_closed_early_cancels_the_query(pg: oz.Database) -> None
     assert wait_until_idle(pg, marker) == 0
 
 
+def test_closing_the_database_stops_an_open_stream_on_the_server(pg_url: str, pg: oz.Database) -> None:
+    marker = "oz_close_marker"
+    db = oz.connect(pg_url)
+    chunks = db.stream(f"select g /* {marker} */ from generate_series(1, 20000000) as g", rows=1_000)
+    assert len(next(chunks)) == 1_000
+    db.close()  # the stream's connection is checked out: dispose() alone would leave it running
+    assert wait_until_idle(pg, marker) == 0
+
+
+def test_cancelling_a_task_that_reads_a_stream_is_a_plain_cancel(pg: oz.Database) -> None:
+    marker = "oz_task_cancel_marker"
+    sql = f"select g, pg_sleep(0.2) is null as slept /* {marker} */ from generate_series(1, 1000) as g"
+
+    async def run() -> None:
+        async def consume() -> None:
+            async for _ in pg.astream(sql, rows=1):
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(1.0)  # rows are arriving, one chunk at a time
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):  # nothing else: no "aclose(): ... already running"
+            await task
+
+    asyncio.run(run())
+    assert wait_until_idle(pg, marker) == 0
+    assert pg.query("select 1 as x").x[0] == 1
+
+
 def test_a_stream_holds_a_few_chunks_not_the_result(pg: oz.Database) -> None:
     """3,000,000 rows of ~60 bytes (~180 MB as arrow) through a consumer that dawdles:
     arrow memory stays near a few chunks, because the server is made to wait."""
@@ -213,3 +242,29 @@ def test_a_batch_runs_as_many_queries_as_the_pool_can_give(pg: oz.Database) -> N
     start = time.perf_counter()
     pg.query_many({f"q{i}": "select pg_sleep(1)" for i in range(8)}, progress=False)
     assert time.perf_counter() - start < 1.8  # 5 at a time would take two rounds: 2 s
+
+
+def test_a_failed_to_parquet_leaves_the_old_file_as_it_was(pg: oz.Database, tmp_path: Path) -> None:
+    target = tmp_path / "report.parquet"
+    pg.to_parquet("select g as x from generate_series(1, 10) as g", target)
+    before = target.read_bytes()
+    failing = "select case when g = 150000 then 1 / (g - g) else g end as x from generate_series(1, 200000) as g"
+    with pytest.raises(oz.QueryError, match="division by zero"):
+        pg.to_parquet(failing, target, rows=20_000)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.parquet"]  # nothing half-written beside it
+    parts = tmp_path / "parts"
+    with pytest.raises(oz.QueryError, match="division by zero"):
+        pg.to_parquet(failing, parts, rows=20_000, rows_per_file=50_000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.parquet"]
+    pg.to_parquet("select 1 as x", target)  # a good write replaces it
+    assert pq.read_table(target).column("x").to_pylist() == [1]
+
+
+def test_to_parquet_where_it_cannot_write_is_one_line(db: oz.Database, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match=r"cannot write '.*afile/out\.parquet': '.*afile' is a file, not a directory"):
+        db.to_parquet("select 1 as x", tmp_path / "afile" / "out.parquet")
+    with pytest.raises(oz.WriteError, match=r"^writing file '/sys/out\.parquet' failed: Permission denied$"):
+        db.to_parquet("select 1 as x", "/sys/out.parquet")
+    assert db.query("select 1 as x").x[0] == 1

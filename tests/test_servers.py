@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import decimal
+import uuid
 from collections.abc import Iterator
 
 import asyncpg
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 
 import oriza_toolkit as oz
-from oriza_toolkit import migrations
+from oriza_toolkit import migrations, partitioned
 
 from .conftest import TYPED_ROWS, TYPED_TABLE
 
@@ -144,3 +145,26 @@ def test_partitions_spread_over_a_primary_and_its_standby(servers: dict[str, str
         parts = primary.query(sql, {"n": 50_000}, partition_on="id", partitions=4, replicas=[standby])
         pd.testing.assert_frame_equal(parts.sort_values("id", ignore_index=True), whole)
         assert standby.engine.pool.checkedin() >= 1  # type: ignore[attr-defined]  # the standby read ranges too
+
+
+def test_a_lagging_standby_is_refused_not_read(servers: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    if "standby" not in servers:
+        pytest.skip("no standby server with TEST_DATABASE_URL")
+    monkeypatch.setattr(partitioned, "REPLICA_WAIT_SECONDS", 1.0)
+    table = f"oz_lag_{uuid.uuid4().hex[:8]}"
+    with oz.connect(servers["primary"]) as primary, oz.connect(servers["standby"]) as standby:
+        primary.execute(f"create table {table} as select g as id from generate_series(1, 1000) as g")
+        try:
+            standby.query("select pg_wal_replay_pause() is null as paused")
+            try:
+                primary.execute(f"insert into {table} select g from generate_series(1001, 2000) as g")
+                with pytest.raises(oz.QueryError, match=r"replica postgresql\+asyncpg://.*:\*\*\*@.* has not replayed "
+                                                        r"what this server held when the read began \([\d,]+ bytes of "
+                                                        r"WAL behind after 1 s\)"):
+                    primary.query(f"select * from {table}", partition_on="id", partitions=2, replicas=[standby])
+            finally:
+                standby.query("select pg_wal_replay_resume() is null as resumed")
+            frame = primary.query(f"select * from {table}", partition_on="id", partitions=2, replicas=[standby])
+            assert sorted(frame.id.tolist()) == list(range(1, 2001))  # caught up: every row, from both servers
+        finally:
+            primary.execute(f"drop table {table}")

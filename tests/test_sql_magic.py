@@ -42,7 +42,7 @@ def test_sql_magics_bind_variables_and_parameters(db: oz.Database, db_url: str, 
     assert "broken  failed" in out[8] and "query 'broken' failed" in out[8]
     assert last == "UsageError: 1 of 2 queries failed (broken); bound good"
     assert out[9].strip() == "1"
-    assert out[11].strip() == "bound c (1 rows), d (1 rows)"
+    assert out[11].strip() == "bound c (1 row), d (1 row)"
     assert "connection: " in out[12] and "pool:" in out[12] and "schema:" in out[12]
     assert "***" in out[12] or db.dialect == "sqlite"
     assert out[14].startswith("UsageError: usage: %oriza")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -111,12 +112,17 @@ def test_named_connections(shell: InteractiveShell, db_url: str, monkeypatch: py
     monkeypatch.setenv("DATABASE_URL_REPLICA", db_url)
     assert sql(shell, "-c replica select 7 as v").v[0] == 7  # type: ignore[attr-defined]
     assert oz.connect("replica") is connections.get("replica")  # one registry for Python and the magic
-    sql(shell, "--connect side postgresql://bob:hunter2@127.0.0.1:1/x")
+    with pytest.raises(UsageError, match=r"^--connect side: cannot connect to .* in the URL given for 'side' are "
+                                         r"right$") as refused:
+        sql(shell, "--connect side postgresql://bob:hunter2@127.0.0.1:1/x select 1")
+    assert "hunter2" not in str(refused.value) and "side" not in connections.names()  # tried at once, not kept
+    assert sql(shell, f"--connect side {db_url} select current_timestamp as t, 9 as v").v[0] == 9  # type: ignore[attr-defined]
+    assert sql(shell, "-c side select 8 as v").v[0] == 8  # type: ignore[attr-defined]
     shell.run_line_magic("oriza", "connections")
     shell.run_line_magic("oriza", "close side")
     out = capsys.readouterr().out
-    assert "side: postgresql+asyncpg://bob:***@127.0.0.1:1/x" in out and "replica: " in out
-    assert "hunter2" not in out and "closed side" in out
+    assert f"side: {oz.mask_url(oz.connections.get('replica').url)}" in out and "replica: " in out
+    assert "closed side" in out
 
 
 def test_load_ext_outside_a_project_is_silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -160,10 +166,15 @@ def test_a_lost_session_reconnects_and_says_so(pg_url: str, tmp_path: Path, monk
         pid = ipython.run_line_magic("sql", "select pg_backend_pid() as pid").pid[0]
         with oz.connect(pg_url) as admin:
             admin.query("select pg_terminate_backend(:pid) as t", {"pid": int(pid)})
-        with pytest.raises(UsageError, match="connection to the server was lost"):
-            ipython.run_line_magic("sql", "select 1 as x")
-        assert ipython.run_line_magic("sql", "select 2 as x").x[0] == 2
-        assert "the session's connection was lost, so this ran on a new one" in capsys.readouterr().out
+            deadline = time.monotonic() + 10
+            while admin.query("select count(*) as n from pg_stat_activity where pid = :pid", {"pid": int(pid)}
+                              ).n[0] and time.monotonic() < deadline:
+                time.sleep(0.05)
+        time.sleep(0.2)  # the session's socket sees the server hang up
+        assert ipython.run_line_magic("sql", "select 2 as x").x[0] == 2  # the next cell reconnects...
+        assert "the session's connection was lost, so this ran on a new one" in capsys.readouterr().out  # says so
+        assert ipython.run_line_magic("sql", "select 3 as x").x[0] == 3
+        assert "was lost" not in capsys.readouterr().out  # once
 
 
 def test_settings_are_one_object(shell: InteractiveShell, db_url: str) -> None:
@@ -184,7 +195,7 @@ def test_everyday_tasks_from_the_magic(shell: InteractiveShell, capsys: pytest.C
                          "select i from n")
     assert len(big) == 100_000 and int(big.i.sum()) == 100_000 * 100_001 // 2  # type: ignore[arg-type,attr-defined]
     assert "100000 rows" in repr(big) and repr(big).count("\n") < 30  # shown cut, kept whole
-    with pytest.raises(UsageError, match=r"^query 'query' failed: .*no_such_table"):
+    with pytest.raises(UsageError, match=r"^query 'select nope from no_such_table' failed: .*no_such_table"):
         sql(shell, "select nope from no_such_table")
     sql(shell, "create table everyday_t (id integer primary key, v text)")
     try:
@@ -205,3 +216,23 @@ def test_loading_the_extension_keeps_the_settings(db_url: str, monkeypatch: pyte
         assert (oz.settings.progress, oz.settings.display_rows) == (False, 7)
         ipython.run_line_magic("config", "OrizaMagics.display_rows = 9")
         assert oz.settings.display_rows == 9
+
+
+def test_use_makes_a_named_connection_the_cells_default(shell: InteractiveShell, db_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DATABASE_URL_WAREHOUSE", db_url)
+    shell.run_line_magic("oriza", "use warehouse")
+    warehouse = connections.get("warehouse")
+    assert sql(shell, "select 5 as v").v[0] == 5  # type: ignore[attr-defined]
+    assert warehouse.session_active  # the cell ran on warehouse's session
+    shell.run_line_magic("oriza", "")
+    out = capsys.readouterr().out
+    assert "using warehouse: " in out and "connection: warehouse (" in out
+    shell.run_line_magic("oriza", "use default")
+    assert oz.settings.connection == "default"
+    with pytest.raises(UsageError, match=r"^not a valid connection name: 'a-b'"):
+        shell.run_line_magic("oriza", "use a-b")
+    with pytest.raises(UsageError, match=r"^no connection named 'nowhere': set DATABASE_URL_NOWHERE"):
+        shell.run_line_magic("oriza", "use nowhere")
+    assert oz.settings.connection == "default"

@@ -32,7 +32,8 @@ def test_an_error_rolls_everything_back(db: oz.Database, table: str) -> None:
 
 def test_a_failed_statement_is_one_line_and_rolls_back(db: oz.Database, table: str) -> None:
     db.write(pd.DataFrame({"id": [1]}), table)
-    with pytest.raises(oz.QueryError, match=r"^query 'execute' failed: .*no_such"), db.transaction() as tx:
+    failed = r"^query 'insert into no_such values \(1\)' failed: .*no_such"
+    with pytest.raises(oz.QueryError, match=failed), db.transaction() as tx:
         tx.execute(f"delete from {table}")
         tx.execute("insert into no_such values (1)")
     assert db.query(f"select count(*) as n from {table}").n[0] == 1

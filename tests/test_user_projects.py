@@ -148,3 +148,29 @@ def test_two_processes_upgrading_at_once_both_succeed(scratch_database: Callable
     assert said[0].startswith("nothing") and said[1].startswith("ran"), said
     with oz.connect(url) as db:
         assert "flights" in db.tables()
+
+
+def test_an_edit_to_the_models_in_an_open_kernel_is_seen(url: str, tmp_path: Path) -> None:
+    _app(tmp_path)
+    edited = APP_MODELS.replace("    name: Mapped[str] = mapped_column(String(80))\n",
+                                "    name: Mapped[str] = mapped_column(String(80))\n"
+                                "    seat_class: Mapped[str | None] = mapped_column(String(20))\n")
+    cells = [
+        "%load_ext oriza_toolkit",
+        "%alembic init migrations --metadata app.models:Base.metadata",
+        '%alembic revision --autogenerate -m "init"',
+        "%alembic upgrade head",
+        "import app.models\nprint(sorted(app.models.Customer.__table__.columns.keys()))",  # the kernel holds them
+        f"from pathlib import Path\n_ = Path('app/models.py').write_text({edited!r})",  # edited and saved
+        "%alembic check",
+        '%alembic revision --autogenerate -m "add seat_class"',
+        "%alembic upgrade head",
+        "%alembic",
+    ]
+    out = run_cells(cells, tmp_path, {"DATABASE_URL": url}, raises={6})
+    assert out[4].strip() == "['id', 'name']"
+    assert "UsageError" in out[6] and "add_column customers.seat_class" in out[6]
+    assert "Detected added column 'customers.seat_class'" in out[7]
+    revision = next((tmp_path / "migrations" / "versions").glob("*add_seat_class.py")).read_text()
+    assert "op.add_column('customers'" in revision or "batch_op.add_column(sa.Column('seat_class'" in revision
+    assert "Running upgrade" in out[8] and "up to date" in out[9]

@@ -1,3 +1,4 @@
+import datetime as dt
 import uuid
 from decimal import Decimal
 
@@ -32,7 +33,8 @@ def test_write_then_read_back(db: oz.Database, table: str, frame: pd.DataFrame) 
 
 def test_if_exists_modes(db: oz.Database, table: str, frame: pd.DataFrame) -> None:
     db.write(frame, table)
-    with pytest.raises(oz.WriteError, match=f"writing table '{table}' failed: .*already exists"):
+    with pytest.raises(oz.WriteError, match=f"writing table '{table}' failed: .*already exists; pass "
+                                            "if_exists='append' to add to it, or 'replace' to replace it$"):
         db.write(frame, table)
     assert db.write(frame, table, if_exists="append") == 3
     assert db.query(f"select count(*) as n from {table}").n[0] == 6
@@ -160,3 +162,32 @@ def test_json_a_value_cannot_be_is_one_line_naming_the_column(pg: oz.Database) -
                                             r"cannot represent \(Type is not JSON serializable: decimal.Decimal\)"):
         pg.write(frame, "oz_never")
     assert "oz_never" not in pg.tables()
+
+
+def test_nan_and_infinite_decimals_are_stored_as_they_are(pg: oz.Database) -> None:
+    table = f"t_{uuid.uuid4().hex[:10]}"
+    given = [Decimal("1.25"), Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity"), None]
+    try:
+        pg.write(pd.DataFrame({"d": given}), table)
+        back = pg.query(f"select d, d::text as t from {table}")
+        assert back.t.tolist()[:4] == ["1.25", "NaN", "Infinity", "-Infinity"] and pd.isna(back.t[4])
+        assert [str(v) for v in back.d] == ["1.25", "NaN", "Infinity", "-Infinity", "None"]
+        nan_only = pd.DataFrame({"d": [Decimal("2.5"), Decimal("NaN")]})
+        assert pg.write(nan_only, table, if_exists="append") == 2
+        assert pg.query(f"select count(*) as n from {table} where d = 'NaN'").n[0] == 2
+    finally:
+        pg.execute(f"drop table if exists {table}")
+
+
+def test_datetimes_in_several_zones_are_instants_and_mixed_ones_are_refused(db: oz.Database, table: str) -> None:
+    utc = dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC)
+    paris = dt.datetime(2024, 1, 1, 14, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    mixed = pd.DataFrame({"at": pd.Series([utc, dt.datetime(2024, 1, 1, 12)], dtype=object)})
+    with pytest.raises(oz.WriteError, match=rf"^writing table '{table}' failed: column 'at' mixes datetimes with and "
+                                            r"without a time zone; make them one kind first"):
+        db.write(mixed, table)
+    assert table not in db.tables()
+    db.write(pd.DataFrame({"at": pd.Series([utc, paris], dtype=object)}), table)
+    if db.dialect == "postgresql":
+        back = db.query(f"select at from {table} order by at")
+        assert back["at"].tolist() == [pd.Timestamp(utc), pd.Timestamp(paris)]  # the same instants, in UTC

@@ -34,6 +34,8 @@ class Backend(Protocol):
     name: str
     #: How a statement stopped by a timeout or an interrupt ended, for messages.
     stopped: str
+    #: The longest name (of a table or a column) the database keeps whole, in bytes; None: no limit.
+    max_identifier_bytes: int | None
 
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
         """The AsyncEngine for ``url``, with the dialect's connect arguments and hooks."""
@@ -90,6 +92,20 @@ class Backend(Protocol):
 
     def can_partition(self, kind: str) -> bool:
         """Whether a column of the type ``kind`` (as :meth:`partition_bounds` names it) splits into ranges."""
+        ...
+
+    def finite_bounds(self, inner: str, column: str, kind: str) -> str | None:
+        """SQL giving one row ``(low, high)`` of ``column``'s finite values (no NaN, no
+        infinities), for a ``kind`` that has others; None where it has none."""
+        ...
+
+    async def position(self, conn: AsyncConnection) -> str | None:
+        """Where the server's data stands (PostgreSQL: its WAL position, a standby's what it has
+        replayed), to compare replicas against; None where the dialect has no such thing."""
+        ...
+
+    async def behind(self, conn: AsyncConnection, position: str) -> float:
+        """How far the server is from having ``position``'s data (0 once it has it)."""
         ...
 
     async def lock_migrations(self, conn: AsyncConnection, engine: AsyncEngine) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -178,6 +179,8 @@ def _arrow_column(column: pd.Series) -> tuple[pa.ChunkedArray | pa.Array | None,
         return pa.array(json_texts(column), pa.string()), True
     if kind not in _OBJECT_ARROW or (kind == "time" and any(v.tzinfo for v in values)):  # time has no zone
         return None, False
+    if kind == "decimal" and not all(v.is_finite() for v in column if isinstance(v, Decimal)):
+        return None, False  # arrow's decimals hold no NaN (pandas counts it missing) and no infinity
     cast = bytes if kind == "bytes" else lambda v: v  # bytearray too
     present = column.notna().tolist()
     return pa.array([cast(v) if ok else None for v, ok in zip(column, present, strict=True)],

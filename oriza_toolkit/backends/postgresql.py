@@ -73,6 +73,10 @@ _DEAD_CONNECTION = ("ConnectionDoesNotExistError", "ConnectionResetError", "Brok
 # Column types a partitioned read can split into ranges (as pg_typeof names them).
 _PARTITION_TYPES = frozenset({"smallint", "integer", "bigint", "numeric", "real", "double precision", "date",
                               "timestamp without time zone", "timestamp with time zone"})
+# ... of which these may hold NaN or infinities, which no range between two edges contains.
+_NOT_ALWAYS_FINITE = frozenset({"numeric", "real", "double precision"})
+# A server's WAL position: what a standby has replayed, what a primary has written.
+_POSITION = "(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)"
 # The advisory lock that serialises schema changes ("ozmg"), and how long a second one waits.
 LOCK_KEY = 0x6F7A6D67
 LOCK_WAIT_SECONDS = 60.0
@@ -83,6 +87,7 @@ class PostgresBackend:
 
     name = "postgresql"
     stopped = "was cancelled on the server"
+    max_identifier_bytes: int | None = _sql.MAX_IDENTIFIER_BYTES
 
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
         bare, args = asyncpg_connect_args(url)
@@ -184,6 +189,24 @@ class PostgresBackend:
 
     def can_partition(self, kind: str) -> bool:
         return kind in _PARTITION_TYPES
+
+    def finite_bounds(self, inner: str, column: str, kind: str) -> str | None:
+        if kind not in _NOT_ALWAYS_FINITE:
+            return None
+        # As float8, NaN sorts above Infinity: both comparisons leave it out (numeric too,
+        # whose NaN and, since PostgreSQL 14, infinities become float8's).
+        ident = _sql.quote_identifier(column)
+        return (f"SELECT min({ident}) AS low, max({ident}) AS high FROM ({inner}\n) AS _oz_q "
+                f"WHERE ({ident})::float8 > '-Infinity'::float8 AND ({ident})::float8 < 'Infinity'::float8")
+
+    async def position(self, conn: AsyncConnection) -> str:
+        return str((await conn.execute(text(f"SELECT {_POSITION}::text"))).scalar_one())
+
+    async def behind(self, conn: AsyncConnection, position: str) -> float:
+        """Bytes of WAL still to replay (a server that is no standby has what it wrote)."""
+        lag = (await conn.execute(text(f"SELECT pg_wal_lsn_diff(CAST(CAST(:p AS text) AS pg_lsn), {_POSITION})"
+                                       "::float8"), {"p": position})).scalar_one()
+        return max(float(lag or 0), 0.0)
 
     async def lock_migrations(self, conn: AsyncConnection, engine: AsyncEngine) -> None:
         """A transaction-scoped advisory lock, waited for at most :data:`LOCK_WAIT_SECONDS`;
@@ -519,6 +542,9 @@ def _message(error: BaseException) -> str:
 
 def _arrow_csv(frame: pd.DataFrame) -> bytes | None:
     """``frame`` as headerless CSV, or None if a column's type would not survive CSV."""
+    for _, column in frame.items():  # arrow takes a Decimal NaN for a missing value: it would become NULL
+        if pd.api.types.is_object_dtype(column.dtype) and any(isinstance(v, Decimal) and v.is_nan() for v in column):
+            return None
     try:
         table = pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowException, TypeError, ValueError):
@@ -537,6 +563,8 @@ def _csv_safe(kind: pa.DataType) -> bool:
 
 
 def _records(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
-    """Rows of Python values, with every kind of missing value as None."""
-    values = frame.astype(object).where(frame.notna(), None)
+    """Rows of Python values, with every kind of missing value as None (but a Decimal NaN,
+    which PostgreSQL's numeric holds, as itself)."""
+    values = frame.astype(object)
+    values = values.where(frame.notna() | values.map(lambda v: isinstance(v, Decimal)), None)
     return list(values.itertuples(index=False, name=None))

@@ -46,6 +46,7 @@ class SQLiteBackend:
 
     name = "sqlite"
     stopped = "was interrupted"
+    max_identifier_bytes: int | None = None
 
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
         options.setdefault("connect_args", {}).setdefault("timeout", _WRITER_WAIT_SECONDS)
@@ -86,6 +87,15 @@ class SQLiteBackend:
 
     def can_partition(self, kind: str) -> bool:
         return False
+
+    def finite_bounds(self, inner: str, column: str, kind: str) -> None:
+        return None
+
+    async def position(self, conn: AsyncConnection) -> None:
+        return None
+
+    async def behind(self, conn: AsyncConnection, position: str) -> float:
+        return 0.0
 
     async def lock_migrations(self, conn: AsyncConnection, engine: AsyncEngine) -> None:
         """Nothing to take: a migration's BEGIN holds SQLite's database lock already."""

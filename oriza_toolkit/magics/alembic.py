@@ -8,6 +8,7 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from .. import connections, migrations
 from ..database import Database
 from ..errors import OrizaError
+from ..settings import settings
 
 __all__ = ["UPGRADE_HINT", "AlembicMagics"]
 
@@ -20,8 +21,9 @@ class AlembicMagics(Magics):
 
     @property
     def db(self) -> Database:
-        """The notebook's default database (DATABASE_URL, .env or the embedded SQLite file)."""
-        return connections.get(connections.DEFAULT)
+        """The database cells use when they name none (``%oriza use NAME``; by default
+        DATABASE_URL, .env or the embedded SQLite file)."""
+        return connections.get(settings.connection)
 
     @no_var_expand
     @line_magic

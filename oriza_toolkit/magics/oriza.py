@@ -67,10 +67,23 @@ class OrizaMagics(Magics):
 
         nest_asyncio2.apply(asyncio.get_event_loop())
 
+    @staticmethod
+    def use(name: str) -> None:
+        """Make the named connection the one the magics use when a cell names none; it is
+        opened (and tried) now, so a bad name or URL is said here."""
+        db = connections.get(name)
+        try:
+            db.query("select 1 as connected")
+        except OrizaError as error:
+            raise UsageError(f"%oriza use {name}: {error}") from None
+        settings.connection = name
+        print(f"using {name}: {mask_url(db.url)}")
+
     @property
     def db(self) -> Database:
-        """The notebook's default database (DATABASE_URL, .env or the embedded SQLite file)."""
-        return connections.get(connections.DEFAULT)
+        """The database cells use when they name none (``%oriza use NAME``; by default
+        DATABASE_URL, .env or the embedded SQLite file)."""
+        return connections.get(settings.connection)
 
     def announce_schema(self) -> None:
         """One line when the database is behind head; upgrade instead if ``auto_upgrade``.
@@ -96,12 +109,13 @@ class OrizaMagics(Magics):
     @line_magic
     def oriza(self, line: str) -> None:
         """The connection and schema at a glance; ``%oriza tables [SCHEMA]``; ``%oriza describe TABLE``;
-        ``%oriza connections``; ``%oriza close NAME``."""
+        ``%oriza connections``; ``%oriza use NAME`` (the connection cells use from now on; ``default``
+        goes back to DATABASE_URL's); ``%oriza close NAME``."""
         words = line.split()
         try:
             if not words:
                 db = self.db
-                print(f"connection: {mask_url(db.url)}")
+                print(f"connection: {settings.connection} ({mask_url(db.url)})")
                 print(f"dialect:    {db.dialect} ({db.engine.dialect.driver})")
                 print(f"pool:       {db.pool_status()}")
                 try:
@@ -117,10 +131,14 @@ class OrizaMagics(Magics):
                 print("\n".join(f"{name}: {url}" for name, url in connections.names().items()) or "(none open)")
             elif len(words) == 2 and words[0] == "close":
                 connections.close(words[1])
+                if words[1] == settings.connection:
+                    settings.connection = connections.DEFAULT
                 print(f"closed {words[1]}")
+            elif len(words) == 2 and words[0] == "use":
+                self.use(words[1])
             else:
                 raise UsageError("usage: %oriza | %oriza tables [SCHEMA] | %oriza describe TABLE | "
-                                 "%oriza connections | %oriza close NAME")
-        except (OrizaError, KeyError) as error:
+                                 "%oriza connections | %oriza use NAME | %oriza close NAME")
+        except (OrizaError, KeyError, ValueError) as error:
             raise UsageError(str(error).strip("'\"")) from None
 

@@ -19,7 +19,7 @@ from .. import connections
 from .._sql import parameter_names
 from ..database import Database
 from ..errors import OrizaError
-from ..frames import RowsAffected
+from ..frames import RowsAffected, rows
 from ..settings import settings
 from .cells import Result, parse_line, read_file, split_named_queries
 
@@ -36,8 +36,8 @@ def _sql_options(func: Any) -> Any:
         argument("-o", "--out", metavar="NAME", help="bind the result to this variable"),
         argument("--timeout", type=float, metavar="SECONDS", help="cancel the query on the server after this"),
         argument("--rows", type=int, metavar="N", help="rows of the result to show"),
-        argument("-c", "--connection", metavar="NAME", default=connections.DEFAULT,
-                 help="the named connection to use (DATABASE_URL_<NAME>)"),
+        argument("-c", "--connection", metavar="NAME",
+                 help="the named connection to use (DATABASE_URL_<NAME>; default: %%oriza use's)"),
         argument("--connect", nargs=2, metavar=("NAME", "URL"), help="open URL as the connection NAME"),
         argument("--no-display", action="store_true", help="show nothing; return nothing"),
         argument("-f", "--file", metavar="PATH", help="run the SQL in this file"),
@@ -89,12 +89,13 @@ class SqlMagics(Magics):
             body = read_file(options.file)
         try:
             if options.connect:
-                conn_name, url = options.connect
-                connections.register(conn_name, url)
-                print(f"connected {conn_name}: {connections.names()[conn_name]}")
+                if options.connection is not None:
+                    raise UsageError("give --connect NAME URL or -c NAME, not both")
+                db = self._connect(*options.connect)
                 if not body.strip():
                     return None
-            db = connections.get(options.connection)
+            else:
+                db = connections.get(options.connection or settings.connection)
             writing = [(mode, table) for mode, table in (("fail", options.persist), ("append", options.append),
                                                          ("replace", options.replace)) if table]
             if writing:
@@ -109,6 +110,19 @@ class SqlMagics(Magics):
             raise UsageError(str(error)) from None
         except KeyboardInterrupt:
             raise UsageError("interrupted: the cell's queries were cancelled on the server") from None
+
+    @staticmethod
+    def _connect(name: str, url: str) -> Database:
+        """Open ``url`` as the connection ``name``, trying it at once: a wrong password is
+        said here, naming ``name``, not at the next query."""
+        db = connections.register(name, url)
+        try:
+            db.query("select 1 as connected")
+        except OrizaError as error:
+            connections.close(name)
+            raise UsageError(f"--connect {name}: {error}") from None
+        print(f"connected {name}: {connections.names()[name]}")
+        return db
 
     @property
     def _namespace(self) -> dict[str, Any]:
@@ -156,7 +170,7 @@ class SqlMagics(Magics):
                       else str(next(iter(failed.values()))))
             raise UsageError(f"{detail}; bound {', '.join(bound) or 'nothing'}")
         if not settings.show_progress() and not options.no_display:
-            print("bound " + ", ".join(f"{name} ({len(frame):,} rows)" for name, frame in bound.items()))
+            print("bound " + ", ".join(f"{name} ({rows(len(frame))})" for name, frame in bound.items()))
         return None
 
     def _write(self, db: Database, variable: str, writing: list[tuple[str, str]]) -> None:
@@ -169,5 +183,5 @@ class SqlMagics(Magics):
         frame = self._namespace[variable]
         if not isinstance(frame, pd.DataFrame):
             raise UsageError(f"{variable!r} is a {type(frame).__name__}, not a DataFrame")
-        rows = db.write(frame, table, if_exists=mode)  # type: ignore[arg-type]
-        print(f"wrote {rows:,} rows of {variable} to {table}")
+        written = db.write(frame, table, if_exists=mode)  # type: ignore[arg-type]
+        print(f"wrote {rows(written)} of {variable} to {table}")
