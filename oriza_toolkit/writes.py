@@ -105,7 +105,7 @@ async def write_on(conn: AsyncConnection, backend: Backend, frame: pd.DataFrame,
 def _create(conn: Connection, frame: pd.DataFrame, table: str, schema: str | None, if_exists: IfExists,
             backend: Backend) -> None:
     """Create (or check, or replace) the table from the frame's dtypes, with no rows."""
-    types = {**_column_types(frame), **backend.column_types(frame)}
+    types = backend.column_types(frame, _column_types(frame))
     frame.head(0).to_sql(table, conn, schema=schema, if_exists=if_exists, index=False, dtype=types)
 
 
@@ -116,7 +116,7 @@ def _column_types(frame: pd.DataFrame) -> dict[str, Any]:
     """Column types where pandas' own choice would not read back as written: ``numeric(p,
     s)`` for decimals (pandas: TEXT), ``date`` for dates as the toolkit reads them (pandas:
     TIMESTAMP), JSON for dicts and lists, binary, ``date`` and ``time`` for those objects
-    (pandas: TEXT). The backend's own choices (``jsonb``, ``interval``) go over these."""
+    (pandas: TEXT). The backend maps these to its own where it has better (``jsonb``, ``interval``)."""
     types: dict[str, Any] = {}
     for name, column in frame.items():
         dtype = column.dtype

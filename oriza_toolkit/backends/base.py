@@ -60,9 +60,10 @@ class Backend(Protocol):
         """The frame's rows prepared for :meth:`write` (off the loop, before any transaction)."""
         ...
 
-    def column_types(self, frame: pd.DataFrame) -> dict[str, Any]:
-        """SQLAlchemy column types of this dialect for the frame's columns, where the
-        dialect has a better one than the generic choice (``jsonb``, ``interval``)."""
+    def column_types(self, frame: pd.DataFrame, generic: dict[str, Any]) -> dict[str, Any]:
+        """The SQLAlchemy column types a table made from ``frame`` gets: ``generic`` (the
+        toolkit's, where pandas' own choice would not read back as written), with this
+        dialect's own where it has a better one (``jsonb``, ``interval``)."""
         ...
 
     async def write(self, conn: AsyncConnection, frame: pd.DataFrame, table: str, schema: str | None,

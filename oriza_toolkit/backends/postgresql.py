@@ -39,7 +39,7 @@ from typing import Any, cast
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
-from sqlalchemy import Interval, event, text
+from sqlalchemy import JSON, Interval, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Dialect
@@ -50,7 +50,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from .. import _sql
 from ..config import DEFAULT_CONNECT_TIMEOUT, asyncpg_connect_args
 from ..errors import MigrationError, QueryError
-from ..frames import Chunk, Form, RowsAffected, frame_from_rows, from_chunks, object_kind, stream_decimals
+from ..frames import Chunk, Form, RowsAffected, frame_from_rows, from_chunks, stream_decimals
 from . import pgwrite
 from .base import TableLoaded
 from .pgread import PgColumn, arrow_message, copy_query, copy_stream, copy_whole
@@ -159,14 +159,12 @@ class PostgresBackend:
         """Arrow rows for binary COPY (pgpq), or CSV where a column has no exact binary encoding."""
         return pgwrite.encode(frame) or _arrow_csv(frame)
 
-    def column_types(self, frame: pd.DataFrame) -> dict[str, Any]:
-        """``jsonb`` for dicts and lists, ``interval`` for timedeltas."""
-        types: dict[str, Any] = {}
+    def column_types(self, frame: pd.DataFrame, generic: dict[str, Any]) -> dict[str, Any]:
+        """``jsonb`` for JSON, ``interval`` for timedeltas."""
+        types = {name: JSONB() if isinstance(kind, JSON) else kind for name, kind in generic.items()}
         for name, column in frame.items():
             if pd.api.types.is_timedelta64_dtype(column.dtype):
                 types[str(name)] = Interval()
-            elif pd.api.types.is_object_dtype(column.dtype) and object_kind(column.dropna()) == "json":
-                types[str(name)] = JSONB()
         return types
 
     @contextlib.asynccontextmanager

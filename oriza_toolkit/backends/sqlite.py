@@ -57,8 +57,8 @@ class SQLiteBackend:
     def connect_timeout(self, url: URL) -> float:
         return DEFAULT_CONNECT_TIMEOUT
 
-    def column_types(self, frame: pd.DataFrame) -> dict[str, Any]:
-        return {}  # the generic types (JSON as text) are SQLite's
+    def column_types(self, frame: pd.DataFrame, generic: dict[str, Any]) -> dict[str, Any]:
+        return generic  # SQLite's are the generic ones (JSON as text)
 
     @contextlib.asynccontextmanager
     async def begin_write(self, conn: AsyncConnection) -> AsyncIterator[None]:

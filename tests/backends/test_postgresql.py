@@ -7,7 +7,7 @@ import datetime as dt
 import asyncpg
 import pandas as pd
 import pytest
-from sqlalchemy import Interval
+from sqlalchemy import JSON, Interval
 from sqlalchemy.dialects.postgresql import JSONB
 
 import oriza_toolkit as oz
@@ -44,7 +44,7 @@ def test_reads_without_the_private_api_are_the_same(pg: oz.Database, monkeypatch
 
 def test_column_types_of_a_frame() -> None:
     frame = pd.DataFrame({"doc": [{"a": 1}, None], "took": pd.to_timedelta([1, 2], unit="s"), "n": [1, 2]})
-    types = PostgresBackend().column_types(frame)
+    types = PostgresBackend().column_types(frame, {"doc": JSON()})
     assert isinstance(types["doc"], JSONB) and isinstance(types["took"], Interval) and "n" not in types
 
 

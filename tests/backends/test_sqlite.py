@@ -37,7 +37,8 @@ def test_a_write_transaction_takes_the_write_lock_at_once(sqlite_url: str) -> No
 def test_reads_whole_and_writes_json_as_json(sqlite_url: str) -> None:
     backend = SQLiteBackend()
     assert backend.partition_bounds("select 1 as g", "g") is None
-    assert backend.column_types(pd.DataFrame({"doc": [{"a": 1}]})) == {}
+    generic = {"doc": object()}
+    assert backend.column_types(pd.DataFrame({"doc": [{"a": 1}]}), generic) is generic
     with oz.connect(sqlite_url) as db:
         db.write(pd.DataFrame({"doc": [{"a": 1}, [2]]}), "docs")
         assert db.describe("docs").type.tolist() == ["JSON"]
