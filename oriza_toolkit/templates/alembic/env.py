@@ -77,14 +77,14 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_async_migrations(engine: AsyncEngine | None = None) -> None:
-    own = engine is None
     engine = engine or async_engine()
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)
     finally:
-        if own:
-            await engine.dispose()
+        # This loop ends with the migration: a pooled engine handed in (pytest-alembic's
+        # create_async_engine) must not keep connections that belong to it.
+        await engine.dispose()
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
