@@ -148,6 +148,8 @@ async def connection(engine: AsyncEngine, backend: Backend, *, begin: bool = Fal
     except Exception as error:
         if _is_dead_connection(error, backend) or _driver_closed(conn):
             await conn.invalidate()
+            if isinstance(error.__context__, OrizaError):  # the rollback after the body's own error found
+                raise error.__context__ from None  # the connection gone: the body's error says what happened
             if not isinstance(error, OrizaError):
                 raise ConnectionLost(error) from error
         raise
@@ -169,8 +171,11 @@ class ConnectionLost(Exception):
 
 def _driver_closed(conn: AsyncConnection) -> bool:
     """Whether the driver's own connection under ``conn`` has been closed."""
+    sync = conn.sync_connection
+    if sync is not None and (sync.invalidated or sync.closed):
+        return True  # asking an invalidated Connection for its connection would open a new one
     try:
-        driver = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
+        driver = sync.connection.driver_connection if sync is not None else None
     except sa_exc.SQLAlchemyError:
         return True
     is_closed = getattr(driver, "is_closed", None)

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from .backends import Backend
 from .errors import OrizaError, WriteError
 from .frames import holds_dates, object_kind
-from .queries import connection, query_error
+from .queries import ConnectionLost, connection, query_error
 
 __all__ = ["IfExists", "check_write", "encode", "write_frame", "write_on"]
 
@@ -65,8 +65,11 @@ async def write_frame(
     """Write ``frame`` (without its index) to ``table`` in a transaction of its own; return
     the number of rows written."""
     encoded = await encode(backend, frame, table)
-    async with connection(engine, backend, begin=True) as conn:
-        return await write_on(conn, backend, frame, table, encoded, schema=schema, if_exists=if_exists)
+    try:
+        async with connection(engine, backend, begin=True) as conn:
+            return await write_on(conn, backend, frame, table, encoded, schema=schema, if_exists=if_exists)
+    except ConnectionLost as error:  # at the commit: nothing was written
+        raise WriteError(table, query_error(error, table, "", backend).detail) from None
 
 
 async def encode(backend: Backend, frame: pd.DataFrame, table: str) -> Any:

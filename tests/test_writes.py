@@ -1,4 +1,6 @@
 import datetime as dt
+import threading
+import time
 import uuid
 from decimal import Decimal
 
@@ -191,3 +193,34 @@ def test_datetimes_in_several_zones_are_instants_and_mixed_ones_are_refused(db: 
     if db.dialect == "postgresql":
         back = db.query(f"select at from {table} order by at")
         assert back["at"].tolist() == [pd.Timestamp(utc), pd.Timestamp(paris)]  # the same instants, in UTC
+
+
+def test_a_write_whose_server_backend_dies_fails_in_one_line(pg_url: str, pg: oz.Database) -> None:
+    table = f"t_{uuid.uuid4().hex[:10]}"
+    n = 2_000_000
+    frame = pd.DataFrame({"id": np.arange(n), "x": np.arange(n) / 7, "s": pd.Series(np.arange(n)).astype(str)})
+    outcome: dict[str, object] = {}
+
+    def write() -> None:
+        with oz.connect(pg_url) as db:
+            try:
+                db.write(frame, table)
+            except oz.OrizaError as error:
+                outcome["error"] = error
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    deadline = time.monotonic() + 60
+    while writer.is_alive() and time.monotonic() < deadline:
+        copying = pg.query("select pid from pg_stat_activity where state = 'active' and query like :q",
+                           {"q": f"COPY%{table}%"})
+        if len(copying):
+            pg.query("select pg_terminate_backend(:p) as t", {"p": int(copying.pid[0])})
+            break
+        time.sleep(0.02)
+    writer.join(20)  # it used to wait forever for room to write on the closed connection
+    assert not writer.is_alive()
+    error = outcome.get("error")
+    assert isinstance(error, oz.WriteError) and "\n" not in str(error), outcome
+    assert str(error).startswith(f"writing table '{table}' failed: the connection to the server was lost")
+    assert table not in pg.tables()  # nothing written

@@ -31,7 +31,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -75,6 +75,8 @@ _PARTITION_TYPES = frozenset({"smallint", "integer", "bigint", "numeric", "real"
                               "timestamp without time zone", "timestamp with time zone"})
 # ... of which these may hold NaN or infinities, which no range between two edges contains.
 _NOT_ALWAYS_FINITE = frozenset({"numeric", "real", "double precision"})
+# How often a COPY into a table checks that its connection is still open.
+_WATCH_SECONDS = 0.25
 # A server's WAL position: what a standby has replayed, what a primary has written.
 _POSITION = "(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)"
 # The advisory lock that serialises schema changes ("ozmg"), and how long a second one waits.
@@ -257,23 +259,43 @@ class PostgresBackend:
             types = dict(await driver.fetch(*pgwrite.column_types_sql(table, schema)))
             rows = pgwrite.for_table(encoded, types) if types.keys() >= set(columns) else None
             if rows is not None:
-                await driver.copy_to_table(table, source=pgwrite.payload(rows), columns=columns,
-                                           schema_name=schema, format="binary")
+                await _until_closed(driver, driver.copy_to_table(
+                    table, source=pgwrite.payload(rows), columns=columns, schema_name=schema, format="binary"))
                 return
             encoded = await asyncio.to_thread(_arrow_csv, frame)  # a column type arrow cannot cast to exactly
         if encoded is not None:
             # pyarrow quotes every string and leaves NULL unquoted and empty: COPY's CSV default.
-            await driver.copy_to_table(table, source=io.BytesIO(encoded), columns=columns, schema_name=schema,
-                                       format="csv")
+            await _until_closed(driver, driver.copy_to_table(table, source=io.BytesIO(encoded), columns=columns,
+                                                             schema_name=schema, format="csv"))
         else:
-            await driver.copy_records_to_table(table, records=_records(frame), columns=columns,
-                                               schema_name=schema)
+            await _until_closed(driver, driver.copy_records_to_table(table, records=_records(frame), columns=columns,
+                                                                     schema_name=schema))
 
 
 async def _driver(conn: AsyncConnection) -> Any:
     raw = await conn.get_raw_connection()
     assert raw.driver_connection is not None
     return raw.driver_connection
+
+
+async def _until_closed(driver: Any, work: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``work`` (a COPY into a table), but not past the connection's end: asyncpg can
+    wait forever for room to write on a connection the server has closed (a terminated
+    backend, a restart), so the connection is watched and the COPY given up when it closes."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_WATCH_SECONDS)
+            if done:
+                return task.result()
+            if driver.is_closed():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise ConnectionResetError("the server closed the connection during the COPY")
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
 
 
 async def _lock_holder(engine: AsyncEngine) -> str:
