@@ -236,3 +236,15 @@ def test_use_makes_a_named_connection_the_cells_default(shell: InteractiveShell,
     with pytest.raises(UsageError, match=r"^no connection named 'nowhere': set DATABASE_URL_NOWHERE"):
         shell.run_line_magic("oriza", "use nowhere")
     assert oz.settings.connection == "default"
+
+
+def test_explain_is_shown_as_the_plan_text(shell: InteractiveShell, db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("EXPLAIN's plan text is PostgreSQL's")
+    plan = sql(shell, "explain (costs off) select g, g * 2 as twice_the_value_of_g from generate_series(1, 10) as g "
+                      "where g > 5 order by g desc")
+    assert isinstance(plan, pd.DataFrame) and list(plan.columns) == ["QUERY PLAN"]  # still the frame
+    lines = repr(plan).splitlines()
+    assert lines == plan["QUERY PLAN"].tolist()  # every line whole, nothing cut or right-aligned
+    assert lines[0].startswith("Sort") and any(line.startswith("  ") for line in lines[1:])
+    assert plan._repr_html_().startswith("<pre>") and "Function Scan" in plan._repr_html_()  # type: ignore[union-attr]

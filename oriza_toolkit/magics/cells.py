@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import keyword
 import re
 from dataclasses import dataclass
@@ -95,8 +96,8 @@ def read_file(path: str) -> str:
 
 class Result(pd.DataFrame):
     """A query's DataFrame, shown at most ``display_rows`` rows long, with exact decimals
-    shown as rounded floats (the data keeps every digit). Anything computed from it is a
-    plain DataFrame."""
+    shown as rounded floats (the data keeps every digit); an EXPLAIN's plan is shown as the
+    plain text it is. Anything computed from it is a plain DataFrame."""
 
     _metadata: ClassVar[list[str]] = ["display_rows"]
     display_rows: int = 20
@@ -111,14 +112,25 @@ class Result(pd.DataFrame):
         frame = pd.DataFrame(self, copy=False)
         return frame.astype(decimals) if decimals else frame
 
+    @property
+    def _plan(self) -> str | None:
+        """An EXPLAIN's plan as its text (lines whole, indentation kept), else None."""
+        if list(self.columns) != ["QUERY PLAN"]:
+            return None
+        return "\n".join("" if line is None or line != line else str(line) for line in self["QUERY PLAN"])
+
     def __repr__(self) -> str:
+        if (plan := self._plan) is not None:
+            return plan
         with self._options():
             return repr(self._for_display())
 
     def _repr_html_(self) -> str | None:
+        if (plan := self._plan) is not None:
+            return f"<pre>{html.escape(plan)}</pre>"
         with self._options():
-            html: str | None = self._for_display()._repr_html_()  # type: ignore[operator]
-            return html
+            shown: str | None = self._for_display()._repr_html_()  # type: ignore[operator]
+            return shown
 
     def _options(self) -> Any:
         limit = self.display_rows
