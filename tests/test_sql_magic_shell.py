@@ -248,3 +248,24 @@ def test_explain_is_shown_as_the_plan_text(shell: InteractiveShell, db_url: str)
     assert lines == plan["QUERY PLAN"].tolist()  # every line whole, nothing cut or right-aligned
     assert lines[0].startswith("Sort") and any(line.startswith("  ") for line in lines[1:])
     assert plan._repr_html_().startswith("<pre>") and "Function Scan" in plan._repr_html_()  # type: ignore[union-attr]
+
+
+def test_help_and_messages_speak_the_notebooks_language(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # no alembic.ini here or above
+    with toolkit_shell(sqlite_url, monkeypatch) as ipython:
+        ipython.run_line_magic("sql", "--help")
+        assert capsys.readouterr().out.startswith("  %sql [-o NAME]")  # no reST "::" first
+        with pytest.raises(UsageError, match=r"no alembic\.ini in .*; set one up with %alembic init$"):
+            ipython.run_line_magic("alembic", "current")
+
+
+def test_variables_written_as_other_tools_expand_them_get_a_pointer(shell: InteractiveShell,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    shell.user_ns["city"] = "Paris"
+    assert sql(shell, "select '{city}' as c").c[0] == "{city}"  # type: ignore[attr-defined]  # kept as typed
+    assert "note: {city} is not expanded here; write :city to bind the variable city" in capsys.readouterr().out
+    sql(shell, "select '$city' as c")
+    assert "note: $city is not expanded here; write :city" in capsys.readouterr().out
+    sql(shell, "select :city as c, '{nothing}' as d")
+    assert "note:" not in capsys.readouterr().out  # bound as :city; no such variable as nothing

@@ -116,6 +116,7 @@ def test_a_new_project_from_scratch(url: str, tmp_path: Path) -> None:
     out = run_cells(cells, tmp_path, {"DATABASE_URL": url})
     assert out[0] == ""  # no alembic.ini yet: nothing to say
     assert "Creating directory" in out[1] and (tmp_path / "migrations" / "env.py").is_file()
+    assert "Please edit" not in out[1]  # the toolkit's env.py needs no edit
     assert "target_metadata = app.models:Base.metadata" in (tmp_path / "alembic.ini").read_text()
     assert "Detected added table 'customers'" in out[2]
     assert "Running upgrade  -> " in out[3]

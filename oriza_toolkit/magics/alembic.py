@@ -10,9 +10,14 @@ from ..database import Database
 from ..errors import OrizaError
 from ..settings import settings
 
-__all__ = ["UPGRADE_HINT", "AlembicMagics"]
+__all__ = ["UPGRADE_HINT", "AlembicMagics", "in_notebook_terms"]
 
 UPGRADE_HINT = "%alembic upgrade head"
+
+
+def in_notebook_terms(message: str) -> str:
+    """A library message with its Python calls as the magics a notebook user types."""
+    return message.replace("set one up with init()", "set one up with %alembic init")
 
 
 @magics_class
@@ -39,5 +44,5 @@ class AlembicMagics(Magics):
                 return
             result = migrations.run(line, self.db)
         except OrizaError as error:
-            raise UsageError(str(error)) from None
+            raise UsageError(in_notebook_terms(str(error))) from None
         print(result.output, end="")

@@ -15,7 +15,7 @@ from ..config import mask_url, project_root
 from ..database import Database
 from ..errors import MigrationError, OrizaError
 from ..settings import settings
-from .alembic import UPGRADE_HINT
+from .alembic import UPGRADE_HINT, in_notebook_terms
 
 __all__ = ["OrizaMagics"]
 
@@ -121,7 +121,7 @@ class OrizaMagics(Magics):
                 try:
                     schema = migrations.schema_status(db).summary(UPGRADE_HINT)
                 except MigrationError as error:
-                    schema = f"unknown ({error.detail})"
+                    schema = f"unknown ({in_notebook_terms(error.detail)})"
                 print(f"schema:     {schema}")
             elif words[0] == "tables" and len(words) <= 2:
                 print("\n".join(self.db.tables(*words[1:])) or "(no tables)")

@@ -8,6 +8,7 @@ queries runs them all at once on pooled connections.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
@@ -24,6 +25,9 @@ from ..settings import settings
 from .cells import Result, parse_line, read_file, split_named_queries
 
 __all__ = ["SqlMagics"]
+
+# {name} and $name (not a $tag$ dollar quote): how other tools put a variable's value into SQL.
+_EXPANSIONS = re.compile(r"(\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*)(?![\w$]))")
 
 
 def _sql_options(func: Any) -> Any:
@@ -78,7 +82,7 @@ class SqlMagics(Magics):
         magic = getattr(self, name)
         parser = magic.parser
         if any(word in ("-h", "--help") for word in line.split()[:8]) and line.lstrip().startswith("-"):
-            print(parser.format_help())
+            print(parser.format_help().removeprefix("::").lstrip("\n"))  # "::" is IPython's reST marker
             return None
         parsed = parse_line(parser, line)
         options = parsed.options
@@ -135,6 +139,11 @@ class SqlMagics(Magics):
         missing = [name for name in names if name not in namespace]
         if missing:
             raise UsageError(f"the SQL uses :{missing[0]} but no variable {missing[0]!r} is defined")
+        for found in _EXPANSIONS.finditer(sql):
+            name = found.group(2) or found.group(3)
+            if name in namespace and name not in names:  # how other tools splice variables in; not here
+                print(f"note: {found.group(1)} is not expanded here; write :{name} to bind the variable {name}")
+                break
         return {name: namespace[name] for name in names}
 
     def _run_script(self, db: Database, sql: str, options: Any) -> Any:

@@ -137,6 +137,10 @@ def init(directory: str | Path = "alembic", *, metadata: str | None = None,
     if not existed:
         text = ini.read_text().replace("target_metadata = \n", f"target_metadata = {metadata or ''}\n")
         ini.write_text(text)
+        # Alembic asks to edit alembic.ini first; the toolkit's env.py needs no edit (the URL
+        # is DATABASE_URL's, the models were given).
+        result.output = "".join(line for line in result.output.splitlines(keepends=True)
+                                if not line.startswith("Please edit configuration"))
     elif metadata:
         result.output += f"{ini} already exists: set target_metadata = {metadata} in it yourself\n"
     return result
