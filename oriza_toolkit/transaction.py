@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from types import TracebackType
@@ -95,7 +96,8 @@ class Transaction:
     async def _replace_rows(self, frames: Mapping[str, pd.DataFrame], progress: BatchProgress) -> dict[str, int]:
         conn = self._connection()
         names = ", ".join(frames)
-        encoded = {name: await writes.encode(self._backend, frame, name) for name, frame in frames.items()}
+        encoded = dict(zip(frames, await asyncio.gather(*(writes.encode(self._backend, frame, name)
+                                                          for name, frame in frames.items())), strict=True))
 
         def loaded(name: str, rows: int, seconds: float) -> None:
             progress.record(name, rows=rows, seconds=seconds)
