@@ -9,6 +9,7 @@ nothing above it, so the backends and the modules that use them form no import c
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from .._sql import Params, Statement
 
-__all__ = ["Backend", "Form", "TableLoaded"]
+__all__ = ["Backend", "Form", "TableLoaded", "write_each"]
 
 # Called once per table of a bulk replace as it finishes: (table, rows, seconds).
 TableLoaded = Callable[[str, int, float], None]
@@ -113,3 +114,14 @@ class Backend(Protocol):
         """Serialise schema changes across processes for the rest of ``conn``'s transaction
         (a second migration waits, then finds nothing to do)."""
         ...
+
+
+async def write_each(backend: Backend, conn: AsyncConnection, frames: Mapping[str, pd.DataFrame],
+                     encoded: Mapping[str, Any], loaded: TableLoaded) -> None:
+    """Append each table's encoded rows, in the order given, saying so as each finishes
+    (the common part of the backends' :meth:`Backend.replace_rows`)."""
+    for name, frame in frames.items():
+        start = time.perf_counter()
+        if len(frame):
+            await backend.write(conn, frame, name, None, encoded[name])
+        loaded(name, len(frame), time.perf_counter() - start)

@@ -29,7 +29,6 @@ import functools
 import io
 import json
 import math
-import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ from ..config import DEFAULT_CONNECT_TIMEOUT, asyncpg_connect_args
 from ..errors import MigrationError, QueryError
 from ..frames import Chunk, Form, RowsAffected, frame_from_rows, from_chunks, stream_decimals
 from . import pgwrite
-from .base import TableLoaded
+from .base import TableLoaded, write_each
 from .pgread import PgColumn, arrow_message, copy_query, copy_stream, copy_whole
 from .pgwrite import BinaryRows
 
@@ -239,11 +238,7 @@ class PostgresBackend:
         for index in indexes:
             await driver.execute(f"DROP INDEX {index['name']}")
         await driver.execute(f"TRUNCATE {', '.join(_sql.quote_identifier(n) for n in names)}")
-        for name, frame in frames.items():
-            start = time.perf_counter()
-            if len(frame):
-                await self.write(conn, frame, name, None, encoded[name])
-            loaded(name, len(frame), time.perf_counter() - start)
+        await write_each(self, conn, frames, encoded, loaded)
         for index in indexes:
             await driver.execute(index["definition"])
         for constraint in reversed(constraints):  # keys before the foreign keys that need them

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -26,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncResult, cr
 from .. import _sql
 from ..config import DEFAULT_CONNECT_TIMEOUT
 from ..frames import Form, RowsAffected, frame_from_rows, holds_dates, json_texts, object_kind
-from .base import TableLoaded
+from .base import TableLoaded, write_each
 
 __all__ = ["SQLiteBackend"]
 
@@ -73,11 +72,7 @@ class SQLiteBackend:
         """Delete every row (children first, for the foreign keys), then insert parents first."""
         for name in reversed(list(frames)):
             await conn.exec_driver_sql(f"DELETE FROM {_sql.quote_identifier(name)}")
-        for name, frame in frames.items():
-            start = time.perf_counter()
-            if len(frame):
-                await self.write(conn, frame, name, None, encoded[name])
-            loaded(name, len(frame), time.perf_counter() - start)
+        await write_each(self, conn, frames, encoded, loaded)
 
     def is_lost_connection(self, error: BaseException) -> bool:
         return False  # a file does not hang up (the generic checks cover the OS's errors)
