@@ -131,9 +131,12 @@ def init(directory: str | Path = "alembic", *, metadata: str | None = None,
     existed = ini.exists()
     stdout = io.StringIO()
     made = ToolkitConfig(str(ini), stdout=stdout, output_buffer=stdout)
-    result = execute(f"init {directory}", "init",
-                     lambda cfg: alembic_command.init(cfg, str(directory), template="alembic"), None, config=made,
-                     local=True)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # Alembic's init prints its steps itself
+        result = execute(f"init {directory}", "init",
+                         lambda cfg: alembic_command.init(cfg, str(directory), template="alembic"), None,
+                         config=made, local=True)
+    result.output = printed.getvalue() + result.output
     if not existed:
         text = ini.read_text().replace("target_metadata = \n", f"target_metadata = {metadata or ''}\n")
         ini.write_text(text)
