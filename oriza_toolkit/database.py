@@ -125,9 +125,11 @@ class Database:
         except DatabaseConnectionError as error:
             raise error.from_source(self.origin) from None
 
-    def _check_open(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _check_open(self, coro: Coroutine[Any, Any, Any] | None = None) -> None:
+        """Refuse to start anything (closing ``coro`` unrun) once :meth:`close` was called."""
         if self._closed:
-            coro.close()
+            if coro is not None:
+                coro.close()
             raise OrizaError(f"{self!r} is closed; call oz.connect() for a new one")
 
     # -- coroutines, after the checks that need no server ---------------------------------
@@ -165,8 +167,7 @@ class Database:
         check_statement(sql, params, name="stream")
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
             raise ValueError(f"rows must be a whole number of at least 1, not {rows!r}")
-        if self._closed:
-            raise OrizaError(f"{self!r} is closed; call oz.connect() for a new one")
+        self._check_open()
         chunks = _queries.stream_chunks(self.engine, self.backend, sql, params, rows=rows, arrow=arrow)
         self._streams.add(chunks)  # close() stops it on the server if it is still open then
         return chunks
@@ -229,8 +230,7 @@ class Database:
         return write_frame(self.engine, self.backend, frame, table, schema=schema, if_exists=if_exists)
 
     def _transaction(self) -> Transaction:
-        if self._closed:
-            raise OrizaError(f"{self!r} is closed; call oz.connect() for a new one")
+        self._check_open()
         return Transaction(self.engine, self.backend)
 
     def _tables(self, schema: str | None) -> Coroutine[Any, Any, list[str]]:
