@@ -30,7 +30,10 @@ from .asyncpg_private import copy_out, query_offset
 __all__ = ["PgColumn", "copy_query", "copy_stream", "copy_whole"]
 
 NULL_MARKER = "\\N"
+# What the parser is handed at a time (more when one row is longer).
 BLOCK_SIZE = 4 << 20
+# pyarrow's block size: rows arrive whole (see Pipe), so this only bounds one row.
+MAX_ROW_BYTES = 1 << 30
 # A result this small is parsed on the loop: starting a thread costs more.
 INLINE_BYTES = 256 << 10
 # COPY bytes buffered before the parser catches up (then the socket waits).
@@ -120,7 +123,15 @@ def copy_query(sql: str, columns: Sequence[PgColumn], *, dml: bool = False) -> t
 
 class Pipe(io.RawIOBase):
     """COPY's bytes, fed on the loop and read by pyarrow in the parser thread, bounded to
-    :data:`PIPE_BYTES` (:meth:`feed` waits for the reader past that)."""
+    :data:`PIPE_BYTES` (:meth:`feed` waits for the reader past that).
+
+    :meth:`read` hands out whole rows only. pyarrow's CSV reader fails ("straddling
+    object straddles two block boundaries") on a row spread over more than two of its
+    blocks, which happens to a value longer than the block size, and to a far shorter
+    one that arrives over a slow network in small reads. A row is held back until its
+    end has arrived, however long it is; its bytes do not count against the bound (the
+    reader needs all of them before it can return any).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
@@ -129,7 +140,9 @@ class Pipe(io.RawIOBase):
         self._ready = threading.Condition()
         self._room = asyncio.Event()
         self._room.set()
-        self._pending = memoryview(b"")
+        self._partial: list[bytes] = []  # the start of a row whose end has not arrived
+        self._partial_bytes = 0
+        self._quoted = 0  # 1 while inside a quoted CSV value at the end of what was taken
         self._ended = False
         self._reader_gone = False
         self.buffered = 0
@@ -170,40 +183,66 @@ class Pipe(io.RawIOBase):
         return data
 
     def read(self, size: int = -1) -> bytes:
-        """As much as has arrived, up to ``size`` bytes; waits only while nothing has (so a
-        slow result reaches the parser row by row, and a fast one in big blocks). One
-        allocation per call: pyarrow reads through here."""
+        """The whole rows that have arrived, about :data:`BLOCK_SIZE` bytes of them at
+        most unless one row is longer; waits while there is not one whole row (so a slow
+        result reaches the parser row by row). At the end, whatever is left."""
         limit = size if size is not None and size >= 0 else 1 << 62
-        pieces: list[Any] = []
+        rows: list[bytes] = []
         taken = 0
-        while taken < limit:
-            if not self._pending:
-                if self._ended:
-                    break
-                with self._ready:
-                    while not self._chunks and not taken:
-                        self._ready.wait()
-                    if not self._chunks:
-                        break
-                    chunk = self._chunks.popleft()
-                    if chunk is not None:
-                        self.buffered -= len(chunk)
-                        if self.buffered <= PIPE_BYTES and not self._room.is_set():
-                            self._loop.call_soon_threadsafe(self._room.set)
-                if chunk is None:
-                    self._ended = True
-                    break
-                self._pending = memoryview(chunk)
-            piece = self._pending[:limit - taken]
-            self._pending = self._pending[len(piece):]
-            pieces.append(piece)
-            taken += len(piece)
-        return b"".join(pieces)
+        while not self._ended and (not taken or (taken < BLOCK_SIZE and self._chunks)):
+            with self._ready:
+                while not self._chunks:
+                    self._ready.wait()
+                chunk = self._chunks.popleft()
+                if chunk is not None:
+                    self.buffered -= len(chunk)
+                    if self.buffered <= PIPE_BYTES and not self._room.is_set():
+                        self._loop.call_soon_threadsafe(self._room.set)
+            if chunk is None:
+                self._ended = True
+                rows.extend(self._partial)
+                taken += self._partial_bytes
+                self._partial, self._partial_bytes = [], 0
+                break
+            cut, self._quoted = _last_row_end(chunk, self._quoted)
+            if cut < 0:
+                self._partial.append(chunk)
+                self._partial_bytes += len(chunk)
+                continue
+            rows.extend(self._partial)
+            rows.append(chunk[:cut])
+            taken += self._partial_bytes + cut
+            self._partial, self._partial_bytes = [chunk[cut:]], len(chunk) - cut
+        if taken > limit:
+            raise ValueError(f"a row of more than {limit} bytes cannot be read")
+        return b"".join(rows)
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
+
+
+def _last_row_end(chunk: bytes, quoted: int) -> tuple[int, int]:
+    """Where the last row that ends in ``chunk`` ends (the index after its newline, or
+    -1), given whether ``chunk`` starts inside a quoted value (1) or not (0); and whether
+    it ends inside one.
+
+    COPY's CSV quotes every value holding a quote, a comma or a newline, and doubles the
+    quotes inside it, so a newline ends a row exactly when an even number of quotes
+    precede it. Each byte is counted once, by ``bytes.count`` and ``rfind``.
+    """
+    quotes = chunk.count(b'"')
+    at_end = (quoted + quotes) & 1
+    if not quotes:
+        return (-1 if quoted else chunk.rfind(b"\n") + 1 or -1), at_end
+    position, inside = len(chunk), at_end
+    while (newline := chunk.rfind(b"\n", 0, position)) >= 0:
+        inside ^= chunk.count(b'"', newline + 1, position) & 1
+        if not inside:
+            return newline + 1, at_end
+        position = newline
+    return -1, at_end
 
 
 def _batches(source: Any, columns: Sequence[PgColumn]) -> Iterator[pa.RecordBatch]:
@@ -213,7 +252,7 @@ def _batches(source: Any, columns: Sequence[PgColumn]) -> Iterator[pa.RecordBatc
         reader = pcsv.open_csv(
             source,
             memory_pool=_POOL,
-            read_options=pcsv.ReadOptions(column_names=keys, block_size=BLOCK_SIZE),
+            read_options=pcsv.ReadOptions(column_names=keys, block_size=MAX_ROW_BYTES),
             parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(
                 column_types=types,

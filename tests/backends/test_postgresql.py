@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from typing import Any
 
 import asyncpg
 import pandas as pd
+import pyarrow as pa
 import pytest
 from sqlalchemy import JSON, Interval
 from sqlalchemy.dialects.postgresql import JSONB
 
 import oriza_toolkit as oz
-from oriza_toolkit.backends import asyncpg_private
+from oriza_toolkit.backends import asyncpg_private, pgread
 from oriza_toolkit.backends.postgresql import PostgresBackend
 
 from ..test_results import TYPED
@@ -71,3 +74,46 @@ def test_partitions_split_numbers_and_times_not_text() -> None:
 def test_interval_parameters_and_dates_round_trip(pg: oz.Database) -> None:
     frame = pg.query("select :d::date as d, :t::interval as t", {"d": dt.date(2024, 2, 29), "t": dt.timedelta(hours=1)})
     assert frame.d[0] == pd.Timestamp("2024-02-29") and frame.t[0] == pd.Timedelta(hours=1)
+
+
+def test_rows_reach_the_parser_whole_however_they_arrive() -> None:
+    # A value split over many small network reads (a slow link) used to fail in pyarrow
+    # ("straddling object straddles two block boundaries") once it spanned three reads.
+    value = 'say "hi",\n' * 30_000
+    csv = ("1,\"" + value.replace('"', '""') + "\"\n2,\\N\n3,\"\"\n").encode()
+
+    async def feed_slowly() -> list[Any]:
+        pipe = pgread.Pipe(asyncio.get_running_loop())
+        columns = [pgread.PgColumn("id", "int4"), pgread.PgColumn("t", "text")]
+        parsed = asyncio.get_running_loop().run_in_executor(None, lambda: list(pgread._batches(pipe, columns)))
+        for start in range(0, len(csv), 1000):
+            await pipe.feed(csv[start:start + 1000])
+            while pipe.buffered and not parsed.done():  # the parser takes each piece alone, as from a slow link
+                await asyncio.sleep(0.0005)
+        pipe.end()
+        return await parsed
+
+    batches = asyncio.run(feed_slowly())
+    table = pa.Table.from_batches(batches)
+    assert table.column(0).to_pylist() == [1, 2, 3]
+    assert table.column(1).to_pylist() == [value, None, ""]
+
+
+@pytest.mark.parametrize(("expression", "expected"), [
+    ("repeat('a\"b,' || chr(10), 20 << 20)", 'a"b,\n' * (20 << 20)),
+    ("repeat('é', 50 << 20)", "é" * (50 << 20)),
+])
+def test_values_of_100_mb_read_exactly(pg: oz.Database, expression: str, expected: str) -> None:
+    frame = pg.query(f"select {expression} as t, 1 as x")
+    assert frame.t[0] == expected and frame.x[0] == 1
+    streamed = [chunk.t[0] for chunk in pg.stream(f"select {expression} as t from generate_series(1, 2)", rows=1)]
+    assert streamed == [expected, expected]
+
+
+def test_jsonb_and_bytea_of_100_mb_read_exactly(pg: oz.Database) -> None:
+    frame = pg.query("select ('{\"k\": \"' || repeat('x', 100 << 20) || '\"}')::jsonb as j, "
+                     "decode(repeat('00ff', 50 << 20), 'hex') as b")
+    assert frame.j[0] == {"k": "x" * (100 << 20)}
+    assert frame.b[0] == b"\x00\xff" * (50 << 20)
+    table = pg.query_arrow("select decode(repeat('00ff', 50 << 20), 'hex') as b")
+    assert table.column("b")[0].as_py() == b"\x00\xff" * (50 << 20)
