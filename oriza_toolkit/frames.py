@@ -11,10 +11,10 @@ PostgreSQL type    DataFrame dtype                     notes
 smallint           ``Int16``                           nullable: NULL is ``<NA>``
 integer            ``Int32``
 bigint, oid        ``Int64``
-numeric            ``decimal128(p, s)[pyarrow]``       p and s wide enough for every value,
-                                                       so nothing is rounded; ``object``
-                                                       (``Decimal``) past 76 digits or for
-                                                       NaN/Infinity
+numeric            ``float64``                         as pandas.read_sql and connectorx
+                                                       give it (NaN, ±inf kept); with
+                                                       ``settings.numeric = "decimal"``:
+                                                       ``object`` (exact ``Decimal``)
 real               ``float32``                         NULL is NaN
 double precision   ``float64``
 text, varchar,     ``str``                             pandas' string dtype; NULL is NaN
@@ -36,8 +36,14 @@ enum               ``category`` (ordered)              categories in the enum's 
 On SQLite (the embedded default) a column's dtype follows its values: integers
 ``Int64``, reals ``float64``, text ``str``, blobs ``object`` (``bytes``); a typed Core
 statement's booleans, dates, datetimes and decimals come back as ``boolean``,
-``datetime64[s]``, ``datetime64[us]`` and ``decimal128(p, s)[pyarrow]`` (as on
-PostgreSQL); a column mixing kinds of value (SQLite allows it) stays ``object``.
+``datetime64[s]``, ``datetime64[us]`` and numbers as ``numeric`` above; a column mixing
+kinds of value (SQLite allows it) stays ``object``.
+
+Arrow results (``query_arrow``, ``stream(arrow=True)``, Parquet files) keep ``numeric``
+exact whatever the setting: ``decimal128(p, s)`` with p and s wide enough for every value
+(``decimal256`` past 38 digits), text past 76 digits or for NaN/Infinity. Arrow's decimals
+are what Parquet, DuckDB and polars compute with; pandas cannot (its arrow decimal dtype
+fails on ``column * 10``, ``describe()`` and ``np.log``), hence floats in DataFrames.
 """
 
 from __future__ import annotations
@@ -111,14 +117,10 @@ def _convert(array: pa.ChunkedArray, field: pa.Field) -> Any:
     kind = (field.metadata or {}).get(KIND)
     if kind == JSON:
         return _map_values(array, parse_json)
-    if kind == DECIMAL_TEXT:
-        return _map_values(array, float if settings.numeric == "float" else Decimal)
+    if kind == DECIMAL_TEXT or pa.types.is_decimal(array.type):
+        return _numbers(array, text=kind == DECIMAL_TEXT)
     if array.type in _NULLABLE:
         return array.to_pandas(types_mapper=_NULLABLE.get)
-    if pa.types.is_decimal(array.type):
-        if settings.numeric == "float":
-            return array.cast(pa.float64()).to_pandas()
-        return array.to_pandas(types_mapper=pd.ArrowDtype)
     if pa.types.is_date(array.type):
         return array.to_pandas(date_as_object=False).astype("datetime64[s]")
     if pa.types.is_duration(array.type):
@@ -135,6 +137,18 @@ def parse_json(text: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:  # integers past 64 bits
         return json.loads(text)
+
+
+def _numbers(array: pa.ChunkedArray, *, text: bool) -> Any:
+    """A ``numeric`` column (its text, or arrow decimals) as :data:`settings.numeric` says:
+    ``float64`` (the nearest double to each value; NaN and infinities kept), or exact
+    ``Decimal`` objects, with which pandas' arithmetic keeps working (arrow's decimal dtype
+    fails on ``column * 10`` and ``describe()``)."""
+    if settings.numeric == "float":
+        return pc.cast(array, pa.float64()).to_pandas()
+    if text:
+        return _map_values(array, Decimal)
+    return pd.Series(array.to_pylist(), dtype=object)
 
 
 def _map_values(array: pa.ChunkedArray, convert: Callable[[str], Any]) -> pd.Series:
@@ -264,8 +278,12 @@ def frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.D
     for i in range(len(names)):
         try:
             arrays.append(pa.array(matrix[:, i], from_pandas=True))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            objects[i] = list(matrix[:, i])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):  # TypeError: Decimal infinities
+            values = list(matrix[:, i])
+            if settings.numeric == "float" and object_kind(pd.Series(values).dropna()) == "decimal":
+                arrays.append(pa.array([None if v is None else float(v) for v in values], pa.float64()))
+                continue
+            objects[i] = values
             arrays.append(pa.nulls(len(rows)))
     frame = frame_from_arrow(pa.Table.from_arrays(arrays, names=[str(i) for i in range(len(names))]), objects)
     frame.columns = pd.Index(list(names), dtype=object)
@@ -340,11 +358,12 @@ def from_chunks(chunks: Sequence[Chunk], form: Form, fixed: dict[int, pa.DataTyp
     numeric types ``fixed``, one record batch of a stream), or the chunks themselves."""
     if form == "chunks":
         return list(chunks)
+    if form == "frame":  # numeric text becomes floats or Decimals: no decimal type to size
+        table = pa.Table.from_batches([c.batch for c in chunks])
+        objects = {i: [v for c in chunks for v in c.objects[i]] for i in chunks[0].objects}
+        return frame_from_arrow(table, objects)
     table = finish_table(chunks, fixed)
-    if form == "arrow" and fixed is None:
+    if fixed is None:
         return table
-    if form == "arrow":  # one chunk of a stream
-        batches = table.combine_chunks().to_batches()
-        return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
-    objects = {i: [v for c in chunks for v in c.objects[i]] for i in chunks[0].objects}
-    return frame_from_arrow(table, objects)
+    batches = table.combine_chunks().to_batches()  # one chunk of a stream
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)

@@ -7,7 +7,7 @@ Example::
 
     import oriza_toolkit as oz
     oz.settings.progress = False        # no progress bars or batch summaries
-    oz.settings.numeric = "float"       # unconstrained numerics as float64 instead of decimals
+    oz.settings.numeric = "decimal"     # numeric columns as exact Decimals instead of float64
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ class Settings:
 
     ``progress``: ``"auto"`` (default: on in a Jupyter kernel, off in scripts), ``True`` or
     ``False``. ``display_rows``: rows of a ``%sql`` result rendered. ``numeric``:
-    ``"decimal"`` (default: exact, ``decimal128`` or ``Decimal``) or ``"float"`` (``float64``)
-    for PostgreSQL ``numeric`` columns. ``connection``: the named connection the magics use
+    PostgreSQL ``numeric`` columns of a DataFrame as ``"float"`` (default: ``float64``, as
+    pandas.read_sql gives them) or ``"decimal"`` (exact ``Decimal`` objects); arrow results
+    and Parquet files are exact decimals either way. ``connection``: the named connection the magics use
     when a cell names none (``%oriza use NAME``; ``"default"`` is ``DATABASE_URL``'s).
     """
 
     progress: bool | Literal["auto"] = "auto"
     display_rows: int = 20
-    numeric: Literal["decimal", "float"] = "decimal"
+    numeric: Literal["float", "decimal"] = "float"
     connection: str = "default"
 
     def show_progress(self) -> bool:

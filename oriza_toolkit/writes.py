@@ -43,6 +43,8 @@ def check_write(frame: object, table: object, schema: object, if_exists: object,
         raise TypeError(f"schema must be a string, not {type(schema).__name__}")
     if if_exists not in ("fail", "append", "replace"):
         raise ValueError(f"if_exists must be 'fail', 'append' or 'replace', not {if_exists!r}")
+    if not len(frame.columns):
+        raise ValueError("the frame has no columns; a table needs at least one")
     if frame.columns.has_duplicates:
         twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise ValueError(f"the frame has duplicate column names: {', '.join(twice)}")
@@ -116,28 +118,23 @@ _OBJECT_TYPES: dict[str | None, Any] = {"bytes": LargeBinary, "date": Date, "tim
 
 
 def _column_types(frame: pd.DataFrame) -> dict[str, Any]:
-    """Column types where pandas' own choice would not read back as written: ``numeric(p,
-    s)`` for decimals (pandas: TEXT), ``date`` for dates as the toolkit reads them (pandas:
+    """Column types where pandas' own choice would not read back as written: ``numeric``
+    for decimals (pandas: TEXT; without precision, so the next frame's values fit too),
+    ``date`` for dates as the toolkit reads them (pandas:
     TIMESTAMP), JSON for dicts and lists, binary, ``date`` and ``time`` for those objects
     (pandas: TEXT). The backend maps these to its own where it has better (``jsonb``, ``interval``)."""
     types: dict[str, Any] = {}
     for name, column in frame.items():
         dtype = column.dtype
         if isinstance(dtype, pd.ArrowDtype) and pa.types.is_decimal(dtype.pyarrow_dtype):
-            types[str(name)] = Numeric(dtype.pyarrow_dtype.precision, dtype.pyarrow_dtype.scale)
+            types[str(name)] = Numeric()
         elif holds_dates(column):
             types[str(name)] = Date()
         elif pd.api.types.is_object_dtype(dtype):
             values = column.dropna()
             kind = object_kind(values)
             if kind == "decimal":
-                exponents = [v.as_tuple() for v in values if v.is_finite()]
-                if not exponents or len(exponents) < len(values):  # NaN, infinities: numeric without a typmod
-                    types[str(name)] = Numeric()
-                else:
-                    scale = max(max(-int(t.exponent), 0) for t in exponents)
-                    digits = max(len(t.digits) + int(t.exponent) for t in exponents)
-                    types[str(name)] = Numeric(max(digits, 1) + scale, scale)
+                types[str(name)] = Numeric()
             elif kind == "json":
                 types[str(name)] = JSON()
             elif kind == "datetime":

@@ -147,17 +147,43 @@ def test_sqlite_timeout_interrupts_the_statement(sqlite_url: str) -> None:
         assert db.query("select 1 as ok").ok[0] == 1
 
 
-def test_decimals_are_written_as_numeric(pg: oz.Database) -> None:
+def test_decimals_are_written_as_numeric_the_next_append_fits(pg: oz.Database,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(oz.settings, "numeric", "decimal")
     frame = pd.DataFrame({"d": [Decimal("1.25"), Decimal("-1234567.125"), None]})
     try:
         pg.write(frame, "oz_decimals", if_exists="replace")
         kind = pg.query("select data_type, numeric_precision, numeric_scale from information_schema.columns "
                         "where table_name = 'oz_decimals'")
-        assert kind.iloc[0].tolist() == ["numeric", 10, 3]
-        assert pg.query("select d from oz_decimals order by d nulls last").d.tolist()[:2] == \
-            [Decimal("-1234567.125"), Decimal("1.250")]
+        assert kind.data_type[0] == "numeric" and kind.iloc[0, 1:].isna().all()  # unconstrained: any value fits
+        read = pg.query("select d from oz_decimals")
+        wider = read.assign(d=read.d * 10**20 / 3)  # what a computation makes of it: more digits both sides
+        pg.write(wider, "oz_decimals", if_exists="append")
+        values = pg.query("select d from oz_decimals").d.tolist()
+        assert values[:2] == [Decimal("1.25"), Decimal("-1234567.125")] and values[2] is None
+        assert values[3:5] == [v for v in wider.d[:2]] and values[5] is None
     finally:
         pg.execute("drop table if exists oz_decimals")
+
+
+def test_an_append_that_does_not_fit_names_the_column_and_both_types(pg: oz.Database) -> None:
+    pg.execute("create table oz_narrow (d numeric(5, 2), s varchar(3))")
+    try:
+        for frame, column, given, table_type, reason in [
+            (pd.DataFrame({"d": [12345.678], "s": ["a"]}), "d", "float64", "numeric(5,2)", "numeric field overflow"),
+            (pd.DataFrame({"d": [Decimal("12345.6")], "s": ["a"]}), "d", "decimal objects", "numeric(5,2)",
+             "numeric field overflow"),
+            (pd.DataFrame({"d": [1.5], "s": ["abcd"]}), "s", "str", "character varying(3)", "value too long"),
+        ]:
+            with pytest.raises(oz.WriteError) as caught:
+                pg.write(frame, "oz_narrow", if_exists="append")
+            message = str(caught.value)
+            assert message.startswith(f"writing table 'oz_narrow' failed: column {column!r} holds a value the "
+                                      f"table's {table_type} cannot hold (the frame's column is {given}): {reason}")
+            assert "\n" not in message
+        assert pg.query("select count(*) as n from oz_narrow").n[0] == 0
+    finally:
+        pg.execute("drop table if exists oz_narrow")
 
 
 def test_sqlite_refuses_text_in_an_integer_column(sqlite_url: str) -> None:

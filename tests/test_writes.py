@@ -80,7 +80,8 @@ def test_objects_that_csv_cannot_carry_go_in_as_records(pg: oz.Database) -> None
         pg.execute("drop table blobs")
 
 
-def test_writes_keep_integer_zone_and_decimal_types(pg: oz.Database) -> None:
+def test_writes_keep_integer_zone_and_decimal_types(pg: oz.Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(oz.settings, "numeric", "decimal")
     frame = pd.DataFrame({
         "n": pd.array([1, None], dtype="Int64"),
         "at": pd.to_datetime(["2024-03-01 10:00", "2024-07-01 10:00"]).tz_localize("Europe/Paris"),
@@ -128,8 +129,11 @@ from generate_series(1, 2000) as g order by g
 """
 
 
-def test_a_frame_read_from_postgresql_writes_back_exactly(pg: oz.Database) -> None:
+@pytest.mark.parametrize(("numeric", "stored"), [("float", "DOUBLE PRECISION"), ("decimal", "NUMERIC")])
+def test_a_frame_read_from_postgresql_writes_back_exactly(pg: oz.Database, monkeypatch: pytest.MonkeyPatch,
+                                                          numeric: str, stored: str) -> None:
     """Every type the read side returns, through a write and a second read: the same frame."""
+    monkeypatch.setattr(oz.settings, "numeric", numeric)
     source = pg.query(EVERY_TYPE)
     name = f"oz_roundtrip_{uuid.uuid4().hex[:8]}"
     try:
@@ -138,7 +142,7 @@ def test_a_frame_read_from_postgresql_writes_back_exactly(pg: oz.Database) -> No
         pd.testing.assert_frame_equal(back, source)
         types = dict(zip(pg.describe(name).column, pg.describe(name).type, strict=True))
         assert types["day"] == "DATE" and types["doc"] == "JSONB" and types["took"] == "INTERVAL"
-        assert types["amount"] == "NUMERIC(7, 4)" and types["raw"] == "BYTEA" and types["clock"] == "TIME"
+        assert types["amount"] == stored and types["raw"] == "BYTEA" and types["clock"] == "TIME"
     finally:
         pg.execute(f"drop table if exists {name}")
 
@@ -166,7 +170,8 @@ def test_json_a_value_cannot_be_is_one_line_naming_the_column(pg: oz.Database) -
     assert "oz_never" not in pg.tables()
 
 
-def test_nan_and_infinite_decimals_are_stored_as_they_are(pg: oz.Database) -> None:
+def test_nan_and_infinite_decimals_are_stored_as_they_are(pg: oz.Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(oz.settings, "numeric", "decimal")
     table = f"t_{uuid.uuid4().hex[:10]}"
     given = [Decimal("1.25"), Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity"), None]
     try:
@@ -224,3 +229,16 @@ def test_a_write_whose_server_backend_dies_fails_in_one_line(pg_url: str, pg: oz
     assert isinstance(error, oz.WriteError) and "\n" not in str(error), outcome
     assert str(error).startswith(f"writing table '{table}' failed: the connection to the server was lost")
     assert table not in pg.tables()  # nothing written
+
+
+def test_empty_frames_make_a_table_with_their_columns_and_no_columns_is_refused(db: oz.Database, table: str) -> None:
+    with pytest.raises(ValueError, match=r"^the frame has no columns; a table needs at least one$"):
+        db.write(pd.DataFrame(), table)
+    assert table not in db.tables()
+    empty = pd.DataFrame({"n": pd.Series([], dtype="Int64"), "s": pd.Series([], dtype="str"),
+                          "at": pd.Series([], dtype="datetime64[us, UTC]")})
+    assert db.write(empty, table) == 0
+    assert db.describe(table).column.tolist() == ["n", "s", "at"]
+    assert db.write(pd.DataFrame({"n": [1], "s": ["x"], "at": [pd.Timestamp("2024-01-01", tz="UTC")]}), table,
+                    if_exists="append") == 1
+    assert db.query(f"select count(*) as c from {table}").c[0] == 1

@@ -137,7 +137,7 @@ def _target_type(kind: str | None) -> pa.DataType | None:
         if kind == "numeric" or not scale:
             return None  # unconstrained: keep the frame's own scale (handled when types match)
         return pa.decimal128(int(precision), int(scale))
-    if kind.startswith("character varying") or kind.startswith("text"):
+    if kind.startswith(("character", "text")):  # char(n) and varchar(n) take text's binary form
         return pa.string()
     return _ARROW_FOR.get(kind)
 
@@ -193,7 +193,7 @@ def _server_type(field: pa.Field, is_json: bool) -> str | None:
     if is_json:
         return "jsonb"
     if pa.types.is_decimal(kind):
-        return f"numeric({kind.precision},{kind.scale})"
+        return "numeric"
     if pa.types.is_int8(kind):
         return "smallint"
     if pa.types.is_timestamp(kind):

@@ -29,6 +29,7 @@ import functools
 import io
 import json
 import math
+import re
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from .. import _sql
 from ..config import DEFAULT_CONNECT_TIMEOUT, asyncpg_connect_args
 from ..errors import MigrationError, QueryError
-from ..frames import Chunk, Form, RowsAffected, frame_from_rows, from_chunks, stream_decimals
+from ..frames import Chunk, Form, RowsAffected, frame_from_rows, from_chunks, object_kind, stream_decimals
 from . import pgwrite
 from .base import TableLoaded, write_each
 from .pgread import PgColumn, arrow_message, copy_query, copy_stream, copy_whole
@@ -250,21 +251,47 @@ class PostgresBackend:
     ) -> None:
         driver = await _driver(conn)
         columns = [str(c) for c in frame.columns]
-        if isinstance(encoded, BinaryRows):
-            types = dict(await driver.fetch(*pgwrite.column_types_sql(table, schema)))
-            rows = pgwrite.for_table(encoded, types) if types.keys() >= set(columns) else None
-            if rows is not None:
-                await _until_closed(driver, driver.copy_to_table(
-                    table, source=pgwrite.payload(rows), columns=columns, schema_name=schema, format="binary"))
-                return
-            encoded = await asyncio.to_thread(_arrow_csv, frame)  # a column type arrow cannot cast to exactly
-        if encoded is not None:
-            # pyarrow quotes every string and leaves NULL unquoted and empty: COPY's CSV default.
-            await _until_closed(driver, driver.copy_to_table(table, source=io.BytesIO(encoded), columns=columns,
-                                                             schema_name=schema, format="csv"))
-        else:
-            await _until_closed(driver, driver.copy_records_to_table(table, records=_records(frame), columns=columns,
-                                                                     schema_name=schema))
+        types = dict(await driver.fetch(*pgwrite.column_types_sql(table, schema)))
+        try:
+            if isinstance(encoded, BinaryRows):
+                rows = pgwrite.for_table(encoded, types) if types.keys() >= set(columns) else None
+                if rows is not None:
+                    await _until_closed(driver, driver.copy_to_table(
+                        table, source=pgwrite.payload(rows), columns=columns, schema_name=schema, format="binary"))
+                    return
+                encoded = await asyncio.to_thread(_arrow_csv, frame)  # a column type arrow cannot cast to exactly
+            if encoded is not None:
+                # pyarrow quotes every string and leaves NULL unquoted and empty: COPY's CSV default.
+                await _until_closed(driver, driver.copy_to_table(table, source=io.BytesIO(encoded), columns=columns,
+                                                                 schema_name=schema, format="csv"))
+            else:
+                await _until_closed(driver, driver.copy_records_to_table(
+                    table, records=_records(frame), columns=columns, schema_name=schema))
+        except Exception as error:
+            refused = _refused_value(error, frame, types)
+            if refused is None:
+                raise
+            raise ValueError(refused) from None
+
+
+_COPY_COLUMN = re.compile(r"^COPY [^,]*, line \d+, column (.+?)(?:: \"|$)", re.MULTILINE)
+
+
+def _refused_value(error: BaseException, frame: pd.DataFrame, types: Mapping[str, str]) -> str | None:
+    """For a value a column of the table refused during COPY (SQLSTATE class 22: numeric
+    field overflow, value too long, ...): which column, the table's type and the frame's."""
+    if not str(getattr(error, "sqlstate", "") or "").startswith("22"):
+        return None
+    found = _COPY_COLUMN.search(str(getattr(error, "context", "") or ""))
+    if found is None or found.group(1) not in types:
+        return None
+    name = found.group(1)
+    column = frame[name]
+    given = str(column.dtype)
+    if pd.api.types.is_object_dtype(column.dtype):
+        given = f"{object_kind(column.dropna()) or 'mixed'} objects"
+    return (f"column {name!r} holds a value the table's {types[name]} cannot hold (the frame's column is "
+            f"{given}): {_message(error)}")
 
 
 async def _driver(conn: AsyncConnection) -> Any:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Hashable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncResult, create_async_engine
 
@@ -38,6 +38,8 @@ _DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME storage forma
 
 # Execution option marking a connection that will write (SQLite then begins IMMEDIATE).
 _WRITE_OPTION = "oriza_write"
+# Significant digits a REAL keeps exactly, as SQLite documents for its text conversions.
+_REAL_DIGITS = 15
 
 
 class SQLiteBackend:
@@ -174,6 +176,9 @@ class SQLiteBackend:
                     column = pd.Series(json_texts(column), dtype=object)
                 except ValueError as error:
                     raise ValueError(f"column {name!r} {error}") from None
+            elif _holds_decimals(column):
+                columns.append([_sqlite_number(name, v) for v in column.astype(object)])
+                continue
             elif not (pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype)
                       or pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
                 return None
@@ -199,6 +204,33 @@ class SQLiteBackend:
         marks = ", ".join("?" for _ in frame.columns)
         driver = await _driver(conn)
         await _interruptible(driver, driver.executemany(f"INSERT INTO {target} ({names}) VALUES ({marks})", encoded))
+
+
+def _holds_decimals(column: pd.Series) -> bool:
+    dtype = column.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        return bool(pa.types.is_decimal(dtype.pyarrow_dtype))
+    return pd.api.types.is_object_dtype(dtype) and object_kind(column.dropna()) == "decimal"
+
+
+def _sqlite_number(column: Hashable, value: Any) -> int | float | None:
+    """A Decimal as the number SQLite stores exactly in the NUMERIC column the toolkit
+    creates for it: an INTEGER when whole (64 bits), else a REAL, which keeps 15
+    significant digits; a value that needs more, or NaN (SQLite stores NULL for it), is
+    refused rather than rounded."""
+    if value is None or value is pd.NA or (value != value and not isinstance(value, Decimal)):
+        return None  # missing: None, pd.NA, or the float NaN pandas uses
+    if value.is_nan():
+        raise ValueError(f"column {column!r} holds Decimal('NaN'), which SQLite cannot store (it would become "
+                         "NULL); replace it first, e.g. with None")
+    if value.is_infinite():
+        return float(value)
+    if value == value.to_integral_value() and -(1 << 63) <= value < (1 << 63):
+        return int(value)
+    if len(value.normalize().as_tuple().digits) > _REAL_DIGITS:
+        raise ValueError(f"column {column!r} holds {value}, more significant digits than SQLite's numbers keep "
+                         f"({_REAL_DIGITS}); round it, or store it as text: frame[{column!r}].astype(str)")
+    return float(value)
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -264,8 +296,8 @@ def _affinity(declared: str) -> str:
 
 
 def _check_fits(sync: Any, frame: pd.DataFrame, table: str, schema: str | None) -> None:
-    prefix = f'"{schema}".' if schema else ""
-    rows = sync.execute(text(f'PRAGMA {prefix}table_info("{table}")')).fetchall()
+    prefix = f"{_sql.quote_identifier(schema)}." if schema else ""
+    rows = sync.exec_driver_sql(f"PRAGMA {prefix}table_info({_sql.quote_identifier(table)})").fetchall()
     declared = {row[1]: _affinity(row[2] or "") for row in rows}
     for column in frame.columns:
         affinity = declared.get(str(column))

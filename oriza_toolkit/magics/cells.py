@@ -107,10 +107,7 @@ class Result(pd.DataFrame):
         return pd.DataFrame
 
     def _for_display(self) -> pd.DataFrame:
-        decimals = {name: "float64" for name, dtype in self.dtypes.items()
-                    if isinstance(dtype, pd.ArrowDtype) and "decimal" in str(dtype)}
-        frame = pd.DataFrame(self, copy=False)
-        return frame.astype(decimals) if decimals else frame
+        return pd.DataFrame(self, copy=False)
 
     @property
     def _plan(self) -> str | None:

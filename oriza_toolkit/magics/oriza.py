@@ -28,8 +28,8 @@ class OrizaMagics(Magics):
     progress = Union([Bool(), Enum(["auto"])], help="Progress bars and batch summaries: True, False or "
                      "'auto' (on in a kernel).").tag(config=True)
     display_rows = Int(help="How many rows of a %sql result are shown.").tag(config=True)
-    numeric = Enum(["decimal", "float"], help="PostgreSQL numeric columns as exact decimals or float64."
-                   ).tag(config=True)
+    numeric = Enum(["float", "decimal"], help="PostgreSQL numeric columns of a DataFrame as float64 "
+                   "(default) or exact Decimal objects.").tag(config=True)
     nested_asyncio = Bool(False, help="Let a cell's own asyncio.run(...) work (nest-asyncio2).").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:

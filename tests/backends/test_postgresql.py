@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,7 @@ from sqlalchemy import JSON, Interval
 from sqlalchemy.dialects.postgresql import JSONB
 
 import oriza_toolkit as oz
-from oriza_toolkit.backends import asyncpg_private, pgread
+from oriza_toolkit.backends import asyncpg_private, pgread, pgwrite
 from oriza_toolkit.backends.postgresql import PostgresBackend
 
 from ..test_results import TYPED
@@ -117,3 +118,23 @@ def test_jsonb_and_bytea_of_100_mb_read_exactly(pg: oz.Database) -> None:
     assert frame.b[0] == b"\x00\xff" * (50 << 20)
     table = pg.query_arrow("select decode(repeat('00ff', 50 << 20), 'hex') as b")
     assert table.column("b")[0].as_py() == b"\x00\xff" * (50 << 20)
+
+
+def test_text_goes_into_char_and_varchar_columns_in_binary() -> None:
+    rows = pgwrite.encode(pd.DataFrame({"c": ["a", None], "v": ["b", "c"]}))
+    assert rows is not None
+    for table_type in ("character(3)", "character varying(5)", "text"):
+        assert pgwrite.for_table(rows, {"c": table_type, "v": table_type}) is not None, table_type
+
+
+def test_char_columns_are_padded_and_too_long_values_refused(pg: oz.Database) -> None:
+    pg.execute("create table oz_chars (c char(3))")
+    try:
+        pg.write(pd.DataFrame({"c": ["a", "abc", None]}), "oz_chars", if_exists="append")
+        assert pg.query("select octet_length(c) as n from oz_chars order by c").n.tolist()[:2] == [3, 3]
+        with pytest.raises(oz.WriteError, match=re.escape("column 'c' holds a value the table's character(3) cannot "
+                                                          "hold (the frame's column is str): value too long for type "
+                                                          "character(3)")):
+            pg.write(pd.DataFrame({"c": ["abcd"]}), "oz_chars", if_exists="append")
+    finally:
+        pg.execute("drop table oz_chars")
