@@ -22,7 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import _loop, partitioned
+from . import _loop, partitioned, snapshot
 from . import queries as _queries
 from ._private import pool_max_overflow
 from ._sql import Params, QuerySpec, Statement, split_statements
@@ -179,28 +179,38 @@ class Database:
         timeout: float | None,
         errors: Literal["raise", "return"],
         progress: bool | None,
+        consistent: bool = False,
     ) -> tuple[Coroutine[Any, Any, dict[str, Any]], BatchProgress]:
         check_batch(queries, errors, max_concurrency)
         check_timeout(timeout)
-        if max_concurrency is not None and max_concurrency > self.max_concurrency:
+        if not isinstance(consistent, bool):
+            raise TypeError(f"consistent must be True or False, not {consistent!r}")
+        available = self.max_concurrency - 1 if consistent else self.max_concurrency  # one holds the snapshot
+        if consistent and available < 1:
+            raise ValueError("consistent=True needs a pool of at least 2 connections (one holds the snapshot); "
+                             "open the Database with a bigger pool_size=")
+        if max_concurrency is not None and max_concurrency > available:
+            less = ", less the one holding the snapshot" if consistent else ""
             raise ValueError(f"max_concurrency={max_concurrency} is more than this pool can give "
-                             f"({self.max_concurrency}: pool_size + max_overflow); open the Database with a bigger "
+                             f"({available}: pool_size + max_overflow{less}); open the Database with a bigger "
                              "pool_size= or max_overflow=, or leave max_concurrency out")
         bar = BatchProgress(list(queries), enabled=progress)
-        return self._batch(queries, max_concurrency, timeout, errors, bar), bar
+        return self._batch(queries, max_concurrency or available, timeout, errors, bar, consistent), bar
 
     async def _batch(
         self,
         queries: Mapping[str, QuerySpec],
-        max_concurrency: int | None,
+        max_concurrency: int,
         timeout: float | None,
         errors: Literal["raise", "return"],
         progress: BatchProgress,
+        consistent: bool,
     ) -> dict[str, Any]:
-        outcomes = await _queries.fetch_frames(
-            self.engine, self.backend, queries, max_concurrency=max_concurrency or self.max_concurrency,
-            timeout=timeout, progress=progress,
-        )
+        async with contextlib.AsyncExitStack() as stack:
+            moment = await stack.enter_async_context(snapshot.hold(self.engine, self.backend)) if consistent else None
+            outcomes = await _queries.fetch_frames(self.engine, self.backend, queries, max_concurrency=max_concurrency,
+                                                   timeout=timeout, progress=progress,
+                                                   reader=moment.read if moment else None)
         failed = {name: out for name, out in outcomes.items() if isinstance(out, QueryError)}
         if failed and errors == "raise":
             done = {name: out for name, out in outcomes.items() if not isinstance(out, QueryError)}
@@ -367,6 +377,7 @@ class Database:
         timeout: float | None = None,
         errors: Literal["raise", "return"] = "raise",
         progress: bool | None = None,
+        consistent: bool = False,
     ) -> dict[str, Any]:
         """Run many named queries at once; return ``{name: DataFrame}``.
 
@@ -379,12 +390,17 @@ class Database:
         ``oriza_toolkit.settings.progress``) shows a live bar and, at the end, each
         query's state, rows and time.
 
+        With ``consistent=True`` every query sees the database at one moment (on
+        PostgreSQL: one exported snapshot, imported by each query's own transaction; the
+        queries still run at once, and their numbers add up however the tables are written
+        to meanwhile). It holds one more connection while the batch runs.
+
         Example::
 
             frames = await db.aquery_many({"n": "select count(*) from flights",
                                            "jfk": ("select * from flights where origin = :o", {"o": "JFK"})})
         """
-        return await self._arun(*self._query_many(queries, max_concurrency, timeout, errors, progress))
+        return await self._arun(*self._query_many(queries, max_concurrency, timeout, errors, progress, consistent))
 
     async def arun_script(self, sql: str, params: Params | None = None, *, timeout: float | None = None
                           ) -> list[pd.DataFrame]:
@@ -547,9 +563,10 @@ class Database:
         timeout: float | None = None,
         errors: Literal["raise", "return"] = "raise",
         progress: bool | None = None,
+        consistent: bool = False,
     ) -> dict[str, Any]:
-        """Blocking :meth:`aquery_many`. Example: ``db.query_many({"a": "select 1 as a"})``."""
-        return self._run(*self._query_many(queries, max_concurrency, timeout, errors, progress))
+        """Blocking :meth:`aquery_many`. Example: ``db.query_many({"a": "select 1 as a"}, consistent=True)``."""
+        return self._run(*self._query_many(queries, max_concurrency, timeout, errors, progress, consistent))
 
     def run_script(self, sql: str, params: Params | None = None, *, timeout: float | None = None
                    ) -> list[pd.DataFrame]:

@@ -10,8 +10,14 @@ dtypes and rows as one read. One timeout covers the whole read, bounds included;
 that fails cancels the others on their servers. A dialect that reads a result whole
 (SQLite: one file, one reader) runs the query once.
 
-Each range is its own transaction: on a table being written to, they may see different
-moments.
+On one server every range (and the bounds query) reads one snapshot (``snapshot.py``),
+so the parts add up to one moment of the database however it is written to meanwhile,
+and the rows read are checked against the bounds query's count in that snapshot. A
+snapshot cannot span servers: with replicas, each must first have replayed what this
+server held when the read began (waited for a while, else refused in one line), the
+primary's ranges share its snapshot, each replica's ranges see that replica's own
+moment, and a row count that differs from the bounds query's is an error, never a
+shorter result.
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import _sql, queries
+from . import _sql, queries, snapshot
 from ._sql import Params
 from .backends import Backend, Form
 from .config import mask_url
 from .errors import QueryError
-from .frames import from_chunks
+from .frames import from_chunks, rows
 
 __all__ = ["Source", "check_partitioning", "edges", "read"]
 
@@ -74,22 +80,36 @@ async def read(sources: Sequence[Source], sql: str, params: Params | None, *, co
     async with queries.running("query", sql, timeout, first.engine, first.backend):
         if bounds is None:
             return await queries.fetch_frame(first.engine, first.backend, sql, params, form=form)
-        found = await queries.fetch_frame(first.engine, first.backend, bounds, params)
-        low, high, kind = found["low"].iloc[0], found["high"].iloc[0], str(found["kind"].iloc[0])
-        if not first.backend.can_partition(kind):
-            raise QueryError("query", sql, f"partition_on column {column!r} is {kind}; partition on a number, "
-                             "date or timestamp column")
-        finite = first.backend.finite_bounds(inner, column, kind)
-        if finite is not None and not (_is_finite(low) and _is_finite(high)):
-            found = await queries.fetch_frame(first.engine, first.backend, finite, params)
-            low, high = found["low"].iloc[0], found["high"].iloc[0]
-        if pd.isna(low):  # no rows, or only NULLs (or NaN, or infinities)
-            return await queries.fetch_frame(first.engine, first.backend, sql, params, form=form)
-        ranges = _range_queries(inner, column, params, edges(low, high, partitions))
-        if len(ranges) > 1:
-            await _caught_up(first, sources[1 : len(ranges)])
-        parts = await _gather(sources, ranges)
+        async with snapshot.hold(first.engine, first.backend) as moment:
+            found = await moment.read(bounds, params, "frame")
+            low, high, kind = found["low"].iloc[0], found["high"].iloc[0], str(found["kind"].iloc[0])
+            count = int(found["n"].iloc[0])
+            if not first.backend.can_partition(kind):
+                raise QueryError("query", sql, f"partition_on column {column!r} is {kind}; partition on a number, "
+                                 "date or timestamp column")
+            finite = first.backend.finite_bounds(inner, column, kind)
+            if finite is not None and not (_is_finite(low) and _is_finite(high)):
+                found = await moment.read(finite, params, "frame")
+                low, high = found["low"].iloc[0], found["high"].iloc[0]
+            if pd.isna(low):  # no rows, or only NULLs (or NaN, or infinities)
+                return await moment.read(sql, params, form)
+            ranges = _range_queries(inner, column, params, edges(low, high, partitions))
+            servers = sources[: len(ranges)]
+            if len(servers) > 1:
+                await _caught_up(first, servers[1:])
+            parts = await _gather(servers, ranges, moment.read)
+        read = sum(chunk.batch.num_rows for part in parts for chunk in part)
+        if read != count:
+            raise QueryError("query", sql, _miscounted(read, count, len(servers) > 1))
         return await asyncio.to_thread(_combine, parts, form)  # CPU work: off the loop
+
+
+def _miscounted(read: int, count: int, several: bool) -> str:
+    why = ("its servers saw different rows (the tables changed during the read, and replicas share no snapshot); "
+           "read without replicas for one consistent moment") if several else (
+           "its rows differ from one run to the next (random(), now(), LIMIT without ORDER BY, ...); "
+           "partition a query whose rows are fixed")
+    return f"the partitioned read returned {rows(read)} but the query has {rows(count)}: {why}"
 
 
 async def _caught_up(first: Source, replicas: Sequence[Source]) -> None:
@@ -159,16 +179,19 @@ def _is_finite(value: Any) -> bool:
         return not pd.isna(value)  # dates and times: NULL is their only odd value here
 
 
-async def _gather(sources: Sequence[Source], ranges: list[tuple[str, dict[str, Any]]]) -> list[Any]:
-    """Each range's chunks, read at once round-robin over ``sources``; the first failure
-    cancels the other ranges (on their servers too) and is raised."""
+async def _gather(sources: Sequence[Source], ranges: list[tuple[str, dict[str, Any]]], reader: queries.Reader
+                  ) -> list[Any]:
+    """Each range's chunks, read at once round-robin over ``sources`` (on the first
+    through ``reader``, its snapshot); the first failure cancels the other ranges (on
+    their servers too) and is raised."""
     tasks: list[asyncio.Task[Any]] = []
     try:
         async with asyncio.TaskGroup() as group:
             for index, (sql, params) in enumerate(ranges):
                 where = sources[index % len(sources)]
-                tasks.append(group.create_task(
-                    queries.fetch_frame(where.engine, where.backend, sql, params, form="chunks")))
+                tasks.append(group.create_task(queries.fetch_frame(
+                    where.engine, where.backend, sql, params, form="chunks",
+                    reader=reader if index % len(sources) == 0 else None)))
     except BaseExceptionGroup as failed:
         raise _first(failed) from None
     return [task.result() for task in tasks]

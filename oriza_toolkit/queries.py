@@ -12,7 +12,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
@@ -32,6 +32,7 @@ from .progress import BatchProgress
 
 __all__ = [
     "ConnectionLost",
+    "Reader",
     "Session",
     "check_batch",
     "check_params",
@@ -44,6 +45,7 @@ __all__ = [
     "fetch_frames",
     "query_error",
     "running",
+    "server_error",
     "split_table_name",
     "stream_chunks",
     "table_names",
@@ -183,7 +185,7 @@ def _driver_closed(conn: AsyncConnection) -> bool:
 
 
 def _is_dead_connection(error: BaseException, backend: Backend | None) -> bool:
-    inner = _server_error(error)
+    inner = server_error(error)
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
         return False  # SQLAlchemy saw it already
     return isinstance(inner, (ConnectionError, BrokenPipeError)) or (
@@ -200,7 +202,7 @@ def _lost(detail: str) -> str:
 def _connection_error(engine: AsyncEngine, backend: Backend, error: BaseException) -> DatabaseConnectionError:
     url = engine.url
     where = describe_location(url)
-    inner = _server_error(error)
+    inner = server_error(error)
     if isinstance(inner, TimeoutError):
         timeout = backend.connect_timeout(url)
         return DatabaseConnectionError(
@@ -218,12 +220,12 @@ def _connection_error(engine: AsyncEngine, backend: Backend, error: BaseExceptio
 
 def _driver_message(error: BaseException) -> str:
     """The driver's own message, without SQLAlchemy's wrapping and background links."""
-    inner = _server_error(error)
+    inner = server_error(error)
     message = " ".join(str(inner).split()) or type(inner).__name__
     return message.removeprefix(f"<class '{type(inner).__module__}.{type(inner).__name__}'>: ")
 
 
-def _server_error(error: BaseException) -> BaseException:
+def server_error(error: BaseException) -> BaseException:
     """The asyncpg/sqlite exception under SQLAlchemy's wrappers."""
     inner = error.orig if isinstance(error, sa_exc.DBAPIError) and error.orig is not None else error
     while inner.__cause__ is not None and type(inner).__module__.startswith("sqlalchemy"):
@@ -236,7 +238,7 @@ def query_error(error: BaseException, name: str, sql: str, backend: Backend | No
     which tells a lost connection from other errors)."""
     if isinstance(error, QueryError):
         return error.renamed(name, sql)
-    inner = _server_error(error)
+    inner = server_error(error)
     position = getattr(inner, "position", None)
     detail = getattr(inner, "message", None) or _driver_message(inner)
     hint = getattr(inner, "hint", None)
@@ -275,6 +277,9 @@ def _raising_query_errors(name: str, sql: Statement, dialect: Dialect, backend: 
 
 # -- running ----------------------------------------------------------------------------
 
+# Reads a query in some context of its own (a snapshot): (sql, params, form) -> result.
+Reader = Callable[[Statement, Params | None, Form], Awaitable[Any]]
+
 
 async def fetch_frame(
     engine: AsyncEngine,
@@ -285,11 +290,16 @@ async def fetch_frame(
     name: str = "query",
     timeout: float | None = None,
     form: Form = "frame",
+    reader: Reader | None = None,
 ) -> Any:
     """Run one query and return its rows as a DataFrame (see frames.py for dtypes), or in
-    another ``form``: a pyarrow Table, or parsed chunks to join with others'."""
-    async with running(name, sql, timeout, engine, backend), connection(engine, backend) as conn:
-        return await backend.read(conn, sql, params, form)
+    another ``form``: a pyarrow Table, or parsed chunks to join with others'. ``reader``
+    reads it instead of a pooled connection (a snapshot's ``read``)."""
+    async with running(name, sql, timeout, engine, backend):
+        if reader is not None:
+            return await reader(sql, params, form)
+        async with connection(engine, backend) as conn:
+            return await backend.read(conn, sql, params, form)
 
 
 async def stream_chunks(
@@ -329,8 +339,10 @@ async def fetch_frames(
     max_concurrency: int,
     timeout: float | None = None,
     progress: BatchProgress | None = None,
+    reader: Reader | None = None,
 ) -> dict[str, pd.DataFrame | QueryError]:
-    """Run every query at once (at most ``max_concurrency`` at a time); failures are returned.
+    """Run every query at once (at most ``max_concurrency`` at a time), each through
+    ``reader`` if given (see :func:`fetch_frame`); failures are returned.
 
     Each query's end is recorded on ``progress``. Cancelling this coroutine cancels every
     query still running, on the server too, and returns only once they have all stopped.
@@ -342,7 +354,7 @@ async def fetch_frames(
         async with gate:
             start = time.perf_counter()
             try:
-                frame = await fetch_frame(engine, backend, sql, params, name=name, timeout=timeout)
+                frame = await fetch_frame(engine, backend, sql, params, name=name, timeout=timeout, reader=reader)
             except Exception as error:
                 if progress:
                     progress.record(name, rows=None, seconds=time.perf_counter() - start, error=error)

@@ -135,6 +135,18 @@ def test_stream_and_arrow(server: oz.Database) -> None:
     assert table.num_rows == 30_000 and table.column("id").to_pylist() == whole.id.tolist()
 
 
+def test_consistent_batches_and_partitioned_reads(server: oz.Database) -> None:
+    """One exported snapshot, imported by each query's own transaction: on a standby, through
+    pgbouncer's transaction mode and as a read-only role too."""
+    sql = f"select id, amount from {TYPED_TABLE} where id <= :n"
+    frames = server.query_many({"n": (f"select count(*) as n from {TYPED_TABLE} where id <= :n", {"n": 20_000}),
+                                "rows": (sql, {"n": 20_000})}, consistent=True, progress=False)
+    assert frames["n"].n[0] == len(frames["rows"]) == 20_000
+    parts = server.query(sql, {"n": 20_000}, partition_on="id", partitions=3)
+    assert sorted(parts.id.tolist()) == list(range(1, 20_001))
+    assert server.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
 def test_partitions_spread_over_a_primary_and_its_standby(servers: dict[str, str]) -> None:
     if "standby" not in servers:
         pytest.skip("no standby server with TEST_DATABASE_URL")

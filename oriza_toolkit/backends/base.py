@@ -57,6 +57,16 @@ class Backend(Protocol):
         """The result in chunks of ``rows`` rows (DataFrames, or record batches), one schema."""
         ...
 
+    async def export_snapshot(self, conn: AsyncConnection) -> str | None:
+        """Begin on ``conn`` a read-only transaction whose view of the database other
+        connections can share, and return its id; None where they cannot (then every read
+        of the snapshot runs on ``conn``, in turn)."""
+        ...
+
+    async def import_snapshot(self, conn: AsyncConnection, snapshot: str) -> None:
+        """Begin on ``conn`` a read-only transaction that sees exactly ``snapshot``."""
+        ...
+
     def encode(self, frame: pd.DataFrame) -> Any:
         """The frame's rows prepared for :meth:`write` (off the loop, before any transaction)."""
         ...
@@ -88,7 +98,7 @@ class Backend(Protocol):
         ...
 
     def partition_bounds(self, inner: str, column: str) -> str | None:
-        """SQL giving one row ``(low, high, kind)`` of ``column`` over the query ``inner``,
+        """SQL giving one row ``(low, high, kind, n)`` of ``column`` over the query ``inner`` (n: its rows),
         or None where the dialect reads a result whole (nothing to split)."""
         ...
 

@@ -157,6 +157,22 @@ class PostgresBackend:
 
         return chunks()
 
+    async def export_snapshot(self, conn: AsyncConnection) -> str:
+        """``pg_export_snapshot()`` in a REPEATABLE READ READ ONLY transaction (on a hot
+        standby too)."""
+        await _begin_repeatable_read(conn)
+        return str((await conn.exec_driver_sql("SELECT pg_export_snapshot()")).scalar_one())
+
+    async def import_snapshot(self, conn: AsyncConnection, snapshot: str) -> None:
+        """``SET TRANSACTION SNAPSHOT``: its own statement, first in the transaction (so
+        pgbouncer's transaction mode keeps the reads after it on the same server connection)."""
+        # SET takes no parameter and no typed literal: the id, which the server made, is
+        # checked to be only hex digits and dashes before it is written in quotes.
+        if not _SNAPSHOT_ID.fullmatch(snapshot):
+            raise ValueError(f"not a snapshot id: {snapshot!r}")
+        await _begin_repeatable_read(conn)
+        await conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+
     def encode(self, frame: pd.DataFrame) -> BinaryRows | bytes | None:
         """Arrow rows for binary COPY (pgpq), or CSV where a column has no exact binary encoding."""
         return pgwrite.encode(frame) or _arrow_csv(frame)
@@ -184,8 +200,8 @@ class PostgresBackend:
 
     def partition_bounds(self, inner: str, column: str) -> str:
         ident = _sql.quote_identifier(column)
-        return (f"SELECT min({ident}) AS low, max({ident}) AS high, pg_typeof(min({ident}))::text AS kind "
-                f"FROM ({inner}\n) AS _oz_q")
+        return (f"SELECT min({ident}) AS low, max({ident}) AS high, pg_typeof(min({ident}))::text AS kind, "
+                f"count(*) AS n FROM ({inner}\n) AS _oz_q")
 
     def can_partition(self, kind: str) -> bool:
         return kind in _PARTITION_TYPES
@@ -274,6 +290,7 @@ class PostgresBackend:
             raise ValueError(refused) from None
 
 
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
 _COPY_COLUMN = re.compile(r"^COPY [^,]*, line \d+, column (.+?)(?:: \"|$)", re.MULTILINE)
 
 
@@ -292,6 +309,12 @@ def _refused_value(error: BaseException, frame: pd.DataFrame, types: Mapping[str
         given = f"{object_kind(column.dropna()) or 'mixed'} objects"
     return (f"column {name!r} holds a value the table's {types[name]} cannot hold (the frame's column is "
             f"{given}): {_message(error)}")
+
+
+async def _begin_repeatable_read(conn: AsyncConnection) -> None:
+    # SQLAlchemy puts both back when the connection returns to the pool.
+    await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    await conn.begin()
 
 
 async def _driver(conn: AsyncConnection) -> Any:

@@ -162,6 +162,15 @@ class SQLiteBackend:
 
         return chunks()
 
+    async def export_snapshot(self, conn: AsyncConnection) -> None:
+        """A transaction that has read once: SQLite keeps what it saw (its shared lock, or
+        its WAL position) until it ends. Other connections cannot share it."""
+        await conn.begin()
+        await conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")
+
+    async def import_snapshot(self, conn: AsyncConnection, snapshot: str) -> None:
+        raise NotImplementedError("SQLite snapshots are read on the connection that holds them")
+
     def encode(self, frame: pd.DataFrame) -> list[tuple[Any, ...]] | None:
         """Rows of plain Python values (ints, floats, strings, None; dates and datetimes as
         the text SQLAlchemy stores) for sqlite3's own executemany, or None where a column

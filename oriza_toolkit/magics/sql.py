@@ -44,6 +44,8 @@ def _sql_options(func: Any) -> Any:
                  help="the named connection to use (DATABASE_URL_<NAME>; default: %%oriza use's)"),
         argument("--connect", nargs=2, metavar=("NAME", "URL"), help="open URL as the connection NAME"),
         argument("--no-display", action="store_true", help="show nothing; return nothing"),
+        argument("--consistent", action="store_true",
+                 help="'-- name:' queries all see one moment of the database (one snapshot)"),
         argument("-f", "--file", metavar="PATH", help="run the SQL in this file"),
         argument_group("Writing a DataFrame variable to a table (the SQL is the variable's name)"),
         argument("--persist", metavar="TABLE", help="create TABLE from the frame"),
@@ -109,6 +111,9 @@ class SqlMagics(Magics):
             named = split_named_queries(body)
             if named:
                 return self._run_many(db, named, options)
+            if options.consistent:
+                raise UsageError("--consistent is for cells of '-- name: VAR' queries (one query sees one moment "
+                                 "anyway)")
             return self._run_script(db, body, options)
         except (OrizaError, TypeError, ValueError) as error:
             raise UsageError(str(error)) from None
@@ -168,7 +173,7 @@ class SqlMagics(Magics):
             print("note: '-- name:' queries run at once on pooled connections, so temp tables and SET "
                   "of this notebook's %sql session are not visible to them")
         batch = {name: (sql, self._params(sql)) for name, sql in named.items()}
-        frames = db.query_many(batch, timeout=options.timeout, errors="return")
+        frames = db.query_many(batch, timeout=options.timeout, errors="return", consistent=options.consistent)
         failed = {name: out for name, out in frames.items() if isinstance(out, Exception)}
         bound = {name: out for name, out in frames.items() if not isinstance(out, Exception)}
         self._namespace.update(bound)
