@@ -78,7 +78,7 @@ def run(coro: Coroutine[Any, Any, T], progress: Progress | None = None) -> T:
     """
     try:
         return _run(coro, progress)
-    except OrizaError as error:
+    except (OrizaError, KeyboardInterrupt) as error:
         raise error.with_traceback(None) from None
     finally:
         if progress:
@@ -105,8 +105,10 @@ def _run(coro: Coroutine[Any, Any, T], progress: Progress | None) -> T:
         return future.result()
     except KeyboardInterrupt:
         future.cancel()
-        finished.wait(CANCEL_GRACE_SECONDS)
-        raise
+        stopped = finished.wait(CANCEL_GRACE_SECONDS)
+        raise KeyboardInterrupt("interrupted: its queries were cancelled on the server" if stopped else
+                                f"interrupted: its queries were still stopping after {CANCEL_GRACE_SECONDS:g} s"
+                                ) from None
 
 
 async def arun(coro: Coroutine[Any, Any, T], progress: Progress | None = None) -> T:
@@ -135,6 +137,7 @@ async def _arun(coro: Coroutine[Any, Any, T], progress: Progress | None) -> T:
                 caller.call_soon_threadsafe(stopped.set)
 
     future = asyncio.wrap_future(submit(tracked()))
+    waking = _Waker(caller)
     try:
         while progress is not None and not future.done():
             await asyncio.wait({future}, timeout=POLL_SECONDS)
@@ -148,3 +151,25 @@ async def _arun(coro: Coroutine[Any, Any, T], progress: Progress | None) -> T:
             async with asyncio.timeout(CANCEL_GRACE_SECONDS):
                 await stopped.wait()
         raise
+    finally:
+        waking.cancel()
+
+
+class _Waker:
+    """A timer that wakes ``loop`` every :data:`POLL_SECONDS` until cancelled.
+
+    ipykernel's interrupt of an async cell schedules the cell's cancellation from its
+    SIGINT handler with a plain ``call_soon``, which does not wake a loop asleep in
+    ``select()``: with nothing else due, the cell would wait for its query to end (a
+    stream on a busy server, forever). A timer makes the loop look again.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handle = loop.call_later(POLL_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        self._handle = self._loop.call_later(POLL_SECONDS, self._tick)
+
+    def cancel(self) -> None:
+        self._handle.cancel()

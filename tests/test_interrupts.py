@@ -46,7 +46,11 @@ def _wait_for(monitor: oz.Database, expected: int, limit: float) -> float:
     "%sql select pg_sleep(60)::text",
     "%%sql\n-- name: a\nselect pg_sleep(60)::text\n-- name: b\nselect pg_sleep(60)::text",
     "await db.aquery_many({'a': 'select pg_sleep(60)::text', 'b': 'select pg_sleep(60)::text'})",
-], ids=["query", "line-magic", "multi-query-cell", "await"])
+    "for chunk in db.stream('select pg_sleep(60)::text'):\n    pass",
+    "async for chunk in db.astream('select pg_sleep(60)::text'):\n    pass",
+    "db.to_parquet('select pg_sleep(60)::text', 'out.parquet')",
+    "oz.settings.progress = False\nawait db.aquery('select pg_sleep(60)::text')",
+], ids=["query", "line-magic", "multi-query-cell", "await", "stream", "astream", "to_parquet", "await-quiet"])
 def test_interrupt_cancels_on_the_server(kernel: Any, pg: oz.Database, cell: str) -> None:
     manager, client = kernel
     running = 2 if "name: b" in cell or "'b'" in cell else 1
@@ -62,7 +66,12 @@ def test_interrupt_cancels_on_the_server(kernel: Any, pg: oz.Database, cell: str
     if "%sql" in cell:  # one line, no traceback of the toolkit's frames
         assert (reply["content"]["ename"], reply["content"]["evalue"]) == (
             "UsageError", "interrupted: the cell's queries were cancelled on the server")
-    else:
-        assert reply["content"]["ename"] in ("KeyboardInterrupt", "CancelledError")
+    elif "await" in cell or "async" in cell:  # ipykernel cancels an async cell's task
+        assert reply["content"]["ename"] == "CancelledError"
+    else:  # a blocking call: the interrupt, without the toolkit's frames below the call
+        assert (reply["content"]["ename"], reply["content"]["evalue"]) == (
+            "KeyboardInterrupt", "interrupted: its queries were cancelled on the server")
+        frames = [line for line in reply["content"]["traceback"] if "oriza_toolkit" in line]
+        assert len(frames) <= 4, "\n".join(frames)
     after = _run(client, "assert db.query('select 41 + 1 as x').x[0] == 42")
     assert after["content"]["status"] == "ok"
