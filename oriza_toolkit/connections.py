@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL
 from . import database
 from .config import mask_url, named_url
 from .database import Database
-from .errors import ConfigError, OrizaError
+from .errors import ConfigError, OrizaError, raised_at_call
 
 __all__ = ["DEFAULT", "close", "connect", "get", "is_name", "names", "register"]
 
@@ -42,6 +42,7 @@ _open: dict[str, Database] = {}
 _options: dict[str, dict[str, Any]] = {}  # the engine options each was opened with
 
 
+@raised_at_call
 def connect(url: str | URL | None = None, **engine_options: Any) -> Database:
     """Open a new :class:`Database`: ``url``, else ``DATABASE_URL``, else ``.env``, else embedded SQLite.
 
@@ -72,6 +73,7 @@ def is_name(text: object) -> bool:
     return isinstance(text, str) and bool(_NAME.match(text))
 
 
+@raised_at_call
 def get(name: str = DEFAULT, **engine_options: Any) -> Database:
     """The open :class:`Database` called ``name``, opened now if need be. Example: ``get("replica")``.
 
@@ -93,6 +95,7 @@ def get(name: str = DEFAULT, **engine_options: Any) -> Database:
         return db
 
 
+@raised_at_call
 def register(name: str, url: str | URL, **engine_options: Any) -> Database:
     """Open ``url`` under ``name`` (closing what had that name). Example: ``register("scratch", url)``."""
     _check_name(name)
@@ -107,6 +110,7 @@ def register(name: str, url: str | URL, **engine_options: Any) -> Database:
     return db
 
 
+@raised_at_call
 def close(name: str) -> None:
     """Close the connection called ``name``. Example: ``close("replica")``."""
     with _lock:

@@ -28,7 +28,7 @@ from ._private import pool_max_overflow
 from ._sql import Params, QuerySpec, Statement, split_statements
 from .backends import Form, backend_for
 from .config import database_url, mask_url
-from .errors import BatchError, ConfigError, DatabaseConnectionError, OrizaError, QueryError
+from .errors import BatchError, ConfigError, DatabaseConnectionError, OrizaError, QueryError, raised_at_call
 from .parquet import ParquetSink, check_parquet
 from .progress import BatchProgress, ElapsedTimer
 from .queries import check_batch, check_params, check_statement, check_timeout
@@ -46,6 +46,7 @@ _open: weakref.WeakSet[Database] = weakref.WeakSet()
 resolve_name: Callable[[str], Database] | None = None
 
 
+@raised_at_call
 class Database:
     """A connection pool to one database, usable from notebooks, scripts and async code.
 

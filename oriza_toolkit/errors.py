@@ -18,8 +18,12 @@ password.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import functools
+import inspect
+import os
+import traceback
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,6 +38,7 @@ __all__ = [
     "QueryTimeoutError",
     "SchemaDiffError",
     "WriteError",
+    "raised_at_call",
 ]
 
 
@@ -179,3 +184,62 @@ def _excerpt(sql: str, position: int, width: int = 24) -> str:
     """A one-line piece of ``sql`` starting near the 1-based ``position``."""
     start = max(position - 1, 0)
     return " ".join(sql[start : start + width].split())
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+T = TypeVar("T")
+
+
+def raised_at_call(public: T) -> T:
+    """Make a public function, or the public methods of a class, raise the toolkit's own
+    errors from their own frame: an argument check's ``TypeError``/``ValueError`` (raised
+    in the toolkit's code, not a library's) and any :class:`OrizaError` come without the
+    helper frames under the call, so a traceback ends at the user's line. Other
+    exceptions are left whole (a bug's frames are worth reading).
+
+    Example::
+
+        @raised_at_call
+        class Database: ...
+    """
+    if not isinstance(public, type):
+        return cast(T, _at_call(cast(Callable[..., Any], public)))
+    for name, member in list(vars(public).items()):
+        if not name.startswith("_") and inspect.isfunction(member):
+            setattr(public, name, _at_call(member))
+    return public
+
+
+def _at_call(method: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def acall(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(*args, **kwargs)
+            except (OrizaError, TypeError, ValueError) as error:
+                if not _deliberate(error):
+                    raise
+                raise error.with_traceback(None) from None
+
+        return acall
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (OrizaError, TypeError, ValueError) as error:
+            if not _deliberate(error):
+                raise
+            raise error.with_traceback(None) from None
+
+    return call
+
+
+def _deliberate(error: BaseException) -> bool:
+    """An OrizaError, or an error every frame of which (under the public method's) is the
+    toolkit's: raised on purpose by a check, not by a library or a bug in a call to one."""
+    if isinstance(error, OrizaError):
+        return True
+    frames = list(traceback.walk_tb(error.__traceback__))[1:]
+    return bool(frames) and all(frame.f_code.co_filename.startswith(_PACKAGE) for frame, _ in frames)

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from . import _loop, queries, writes
 from ._sql import Params, Statement
 from .backends import Backend
-from .errors import OrizaError, WriteError
+from .errors import OrizaError, WriteError, raised_at_call
 from .progress import BatchProgress
 from .queries import check_statement
 from .writes import IfExists, check_write
@@ -33,6 +33,7 @@ from .writes import IfExists, check_write
 __all__ = ["Transaction"]
 
 
+@raised_at_call
 class Transaction:
     """One connection in one write transaction (see the module docstring). Its methods are
     :class:`~oriza_toolkit.Database`'s, with the same blocking and ``a`` twins; they may be

@@ -3,6 +3,7 @@ called, and the next call works. Exact messages, so a change to one is a decisio
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -97,6 +98,10 @@ def _check(call: Callable[[], Any], kind: type[BaseException], message: str) -> 
         call()
     assert str(caught.value) == message
     assert "\n" not in message
+    # raised at the call: the only toolkit frame in the traceback is the public call's own
+    toolkit = [frame.f_code.co_name for frame, _ in traceback.walk_tb(caught.value.__traceback__)
+               if "oriza_toolkit" in frame.f_code.co_filename]
+    assert len(toolkit) <= 1, toolkit
 
 
 @pytest.mark.parametrize(("name", "call", "kind", "message"), COMMON, ids=[c[0] for c in COMMON])
