@@ -217,10 +217,11 @@ def _at_call(method: Callable[..., Any]) -> Callable[..., Any]:
         async def acall(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await method(*args, **kwargs)
-            except (OrizaError, TypeError, ValueError) as error:
-                if not _deliberate(error):
-                    raise
-                raise error.with_traceback(None) from None
+            except BaseException as error:
+                del args, kwargs  # out of the traceback's locals: a URL argument holds a password
+                if _deliberate(error):
+                    raise error.with_traceback(None) from None
+                raise
 
         return acall
 
@@ -228,10 +229,11 @@ def _at_call(method: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
-        except (OrizaError, TypeError, ValueError) as error:
-            if not _deliberate(error):
-                raise
-            raise error.with_traceback(None) from None
+        except BaseException as error:
+            del args, kwargs  # out of the traceback's locals: a URL argument holds a password
+            if _deliberate(error):
+                raise error.with_traceback(None) from None
+            raise
 
     return call
 
@@ -241,5 +243,7 @@ def _deliberate(error: BaseException) -> bool:
     toolkit's: raised on purpose by a check, not by a library or a bug in a call to one."""
     if isinstance(error, OrizaError):
         return True
+    if not isinstance(error, (TypeError, ValueError)):
+        return False
     frames = list(traceback.walk_tb(error.__traceback__))[1:]
     return bool(frames) and all(frame.f_code.co_filename.startswith(_PACKAGE) for frame, _ in frames)
