@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, cast
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -66,7 +67,7 @@ from .settings import settings
 
 __all__ = [
     "DECIMAL_TEXT", "JSON", "KIND", "Chunk", "Form", "RowsAffected", "decimal_type", "finish_table", "frame_from_arrow",
-    "frame_from_rows", "from_chunks", "holds_dates", "json_texts", "object_kind", "parse_json", "rows",
+    "frame_from_rows", "from_chunks", "holds_dates", "json_texts", "mixed_kinds", "object_kind", "parse_json", "rows",
     "stream_decimals",
 ]
 
@@ -194,6 +195,43 @@ def object_kind(values: pd.Series) -> str | None:
         return "datetime"
     single = {dt.date: "date", dt.time: "time", str: "str"}
     return single.get(next(iter(kinds))) if len(kinds) == 1 else None
+
+
+def mixed_kinds(values: pd.Series) -> tuple[Any, Any] | None:
+    """Two (non-null) values of ``values`` of different kinds (a number and a string, a
+    date and a string, a Decimal and an int, ...), or None when they are all of one kind.
+    Integers and floats are one kind (numbers); dicts and lists one (JSON); datetimes in
+    any zone one.
+
+    Example::
+
+        >>> mixed_kinds(pd.Series([1, "a", 2]))
+        (1, 'a')
+    """
+    first: dict[str, Any] = {}
+    for value in values:
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            continue
+        kind = _coarse_kind(value)
+        if kind not in first:
+            if first:
+                return next(iter(first.values())), value
+            first[kind] = value
+    return None
+
+
+def _coarse_kind(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return "number"
+    if isinstance(value, (dict, list)):
+        return "json"
+    if isinstance(value, dt.datetime):
+        return "datetime"
+    if isinstance(value, (bytes, bytearray)):
+        return "bytes"
+    return type(value).__name__  # str, Decimal, date, time, ...
 
 
 def rows(count: int) -> str:

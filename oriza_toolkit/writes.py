@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .backends import Backend
 from .errors import OrizaError, WriteError
-from .frames import holds_dates, object_kind
+from .frames import holds_dates, mixed_kinds, object_kind
 from .queries import ConnectionLost, connection, query_error
 
 __all__ = ["IfExists", "check_write", "encode", "write_frame", "write_on"]
@@ -48,6 +48,11 @@ def check_write(frame: object, table: object, schema: object, if_exists: object,
     if frame.columns.has_duplicates:
         twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise ValueError(f"the frame has duplicate column names: {', '.join(twice)}")
+    for name, column in frame.items():
+        if pd.api.types.is_object_dtype(column.dtype) and (pair := mixed_kinds(column)):
+            raise ValueError(f"column {str(name)!r} mixes {type(pair[0]).__name__} and {type(pair[1]).__name__} "
+                             f"values (e.g. {pair[0]!r} and {pair[1]!r}), which no column type holds as they are; "
+                             f"make them one kind first, e.g. frame[{str(name)!r}].astype(str)")
     limit = backend.max_identifier_bytes
     for name in [table, schema, *(str(c) for c in frame.columns)]:
         if limit is not None and isinstance(name, str) and len(name.encode()) > limit:

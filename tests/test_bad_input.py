@@ -3,6 +3,7 @@ called, and the next call works. Exact messages, so a change to one is a decisio
 
 from __future__ import annotations
 
+import datetime as dt
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +60,9 @@ COMMON: list[Case] = [
     ('write empty table name', lambda db: db.write(DF, ""), TypeError, "the table name must be a non-empty string, not ''"),
     ('write if_exists', lambda db: db.write(DF, "t", if_exists="bogus"), ValueError, "if_exists must be 'fail', 'append' or 'replace', not 'bogus'"),
     ('write duplicate columns', lambda db: db.write(DUP, "t"), ValueError, 'the frame has duplicate column names: a'),
+    ('write mixed kinds', lambda db: db.write(pd.DataFrame({"c": pd.Series([1, "a"], dtype=object)}), "t"), ValueError, "column 'c' mixes int and str values (e.g. 1 and 'a'), which no column type holds as they are; make them one kind first, e.g. frame['c'].astype(str)"),
+    ('write mixed dates', lambda db: db.write(pd.DataFrame({"d": pd.Series([None, dt.date(2024, 1, 1), "2024-01-02"], dtype=object)}), "t"), ValueError, "column 'd' mixes date and str values (e.g. datetime.date(2024, 1, 1) and '2024-01-02'), which no column type holds as they are; make them one kind first, e.g. frame['d'].astype(str)"),
+    ('write no columns', lambda db: db.write(pd.DataFrame(), "t"), ValueError, "the frame has no columns; a table needs at least one"),
     ('write multiindex columns', lambda db: db.write(MULTI, "t"), ValueError, "the frame's columns are a MultiIndex (e.g. ('sales', 'q1')); flatten them first, e.g. frame.columns = ['_'.join(map(str, c)) for c in frame.columns]"),
     ('write schema int', lambda db: db.write(DF, "t", schema=5), TypeError, 'schema must be a string, not int'),
     ('describe empty', lambda db: db.describe(""), TypeError, "the table name must be a non-empty string, not ''"),

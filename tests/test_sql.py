@@ -190,7 +190,7 @@ def test_sqlite_refuses_text_in_an_integer_column(sqlite_url: str) -> None:
     with oz.connect(sqlite_url) as db:
         db.execute("create table counts (n integer)")
         with pytest.raises(oz.WriteError, match="column 'n' is INTEGER but the frame holds 'x'"):
-            db.write(pd.DataFrame({"n": [1, "x"]}), "counts", if_exists="append")
+            db.write(pd.DataFrame({"n": pd.Series(["x", "y"], dtype=object)}), "counts", if_exists="append")
         assert db.query("select count(*) as c from counts").c[0] == 0
 
 
