@@ -241,6 +241,17 @@ def split_statements(sql: str) -> list[str]:
     return statements
 
 
+def words(sql: str) -> set[str]:
+    """The words of ``sql`` outside literals, quoted names and comments, lower-cased.
+
+    Example::
+
+        >>> sorted(words("select 'into' as x into t"))
+        ['as', 'into', 'select', 't', 'x']
+    """
+    return {sql[start:end].lower() for kind, start, end in _tokens(sql) if kind == "word"}
+
+
 def parameter_names(sql: str) -> list[str]:
     """The ``:name`` parameters of ``sql``, in order of first use; ``[]`` if it cannot be parsed.
 

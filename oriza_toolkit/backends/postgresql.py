@@ -441,7 +441,10 @@ async def _plan(driver: Any, positional: tuple[_Statement, list[Any], dict[str, 
     plan = _Copy(parsed, "", 0, original, [])
     with plan.errors():
         if not attributes:
-            return _affected(await driver.execute(sql))
+            status = await driver.execute(sql)
+            if status.startswith("SELECT ") and parsed.keyword != "create" and "into" not in _sql.words(parsed.sql):
+                return pd.DataFrame(index=pd.RangeIndex(int(status.split()[-1])))  # rows without columns
+            return _affected(status)
         if parsed.keyword not in _COPYABLE:  # EXPLAIN, SHOW, ...: row by row
             records = await driver.fetch(sql)
             return frame_from_rows([tuple(r) for r in records], [a.name for a in attributes])
@@ -481,8 +484,11 @@ def _without_rows(frame: pd.DataFrame, form: Form) -> Any:
         return frame
     if form == "chunks":
         raise QueryError("query", "", "a statement without a result set cannot be read in parts")
-    table = pa.Table.from_pandas(frame, preserve_index=False)
     status = frame.status if isinstance(frame, RowsAffected) else None
+    if not len(frame.columns) and len(frame):  # rows without columns: arrow keeps their count only in a batch
+        batch = pa.RecordBatch.from_struct_array(pa.nulls(len(frame), pa.struct([])))
+        return pa.Table.from_batches([batch.replace_schema_metadata({b"oriza.status": str(status or "").encode()})])
+    table = pa.Table.from_pandas(frame, preserve_index=False)
     return table.replace_schema_metadata({**(table.schema.metadata or {}), b"oriza.status":
                                           str(status or "").encode()})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+import uuid
 from typing import Any
 
 import asyncpg
@@ -138,3 +139,17 @@ def test_char_columns_are_padded_and_too_long_values_refused(pg: oz.Database) ->
             pg.write(pd.DataFrame({"c": ["abcd"]}), "oz_chars", if_exists="append")
     finally:
         pg.execute("drop table oz_chars")
+
+
+def test_rows_without_columns_keep_their_count(pg: oz.Database) -> None:
+    sql = "select from generate_series(1, 3)"
+    frame = pg.query(sql)
+    assert frame.shape == (3, 0) and not isinstance(frame, oz.RowsAffected)
+    assert pg.query_arrow(sql).num_rows == 3
+    assert [chunk.shape for chunk in pg.stream(sql)] == [(3, 0)]
+    assert pg.query("select from generate_series(1, 0)").shape == (0, 0)
+    table = f"oz_into_{uuid.uuid4().hex[:8]}"
+    try:  # SELECT INTO and CREATE TABLE AS say "SELECT n" too, but their rows went into a table
+        assert str(pg.query(f"select 1 as a into {table}")) == "1 row affected"
+    finally:
+        pg.execute(f"drop table if exists {table}")
