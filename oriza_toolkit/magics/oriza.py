@@ -15,6 +15,7 @@ from ..config import mask_url, project_root
 from ..database import Database
 from ..errors import MigrationError, OrizaError
 from ..settings import settings
+from ..snippets import snippets
 from .alembic import UPGRADE_HINT, in_notebook_terms
 
 __all__ = ["OrizaMagics"]
@@ -110,7 +111,8 @@ class OrizaMagics(Magics):
     def oriza(self, line: str) -> None:
         """The connection and schema at a glance; ``%oriza tables [SCHEMA]``; ``%oriza describe TABLE``;
         ``%oriza connections``; ``%oriza use NAME`` (the connection cells use from now on; ``default``
-        goes back to DATABASE_URL's); ``%oriza close NAME``."""
+        goes back to DATABASE_URL's); ``%oriza close NAME``; ``%oriza snippets`` (saved with
+        ``%%sql --save NAME``)."""
         words = line.split()
         try:
             if not words:
@@ -136,9 +138,12 @@ class OrizaMagics(Magics):
                 print(f"closed {words[1]}")
             elif len(words) == 2 and words[0] == "use":
                 self.use(words[1])
+            elif words == ["snippets"]:
+                print("\n".join(f"{name}: {first}" for name, first in snippets.names().items())
+                      or "(none saved: %%sql --save NAME)")
             else:
                 raise UsageError("usage: %oriza | %oriza tables [SCHEMA] | %oriza describe TABLE | "
-                                 "%oriza connections | %oriza use NAME | %oriza close NAME")
+                                 "%oriza connections | %oriza use NAME | %oriza close NAME | %oriza snippets")
         except (OrizaError, KeyError, ValueError) as error:
             raise UsageError(str(error).strip("'\"")) from None
 

@@ -3,7 +3,8 @@
 The options are declared with IPython's ``magic_arguments``; the SQL after them is kept
 exactly as typed (``cells.py`` parses the line and shows the result). Statements run on
 the default (or ``-c NAME``) Database's session connection; a cell of ``-- name: VAR``
-queries runs them all at once on pooled connections.
+queries runs them all at once on pooled connections. ``--save NAME`` keeps a query as a
+snippet that ``--with NAME`` puts in front of later ones (``snippets.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..database import Database
 from ..errors import OrizaError
 from ..frames import RowsAffected, rows
 from ..settings import settings
+from ..snippets import snippets
 from .cells import Result, parse_line, read_file, split_named_queries
 
 __all__ = ["SqlMagics"]
@@ -47,6 +49,10 @@ def _sql_options(func: Any) -> Any:
         argument("--consistent", action="store_true",
                  help="'-- name:' queries all see one moment of the database (one snapshot)"),
         argument("-f", "--file", metavar="PATH", help="run the SQL in this file"),
+        argument("--save", metavar="NAME", help="keep this query as the snippet NAME (for --with)"),
+        argument("--no-execute", action="store_true", help="with --save: keep the query without running it"),
+        argument("--with", dest="with_snippets", metavar="NAME[,NAME]",
+                 help="put these snippets in front of the query as WITH NAME AS (...)"),
         argument_group("Writing a DataFrame variable to a table (the SQL is the variable's name)"),
         argument("--persist", metavar="TABLE", help="create TABLE from the frame"),
         argument("--append", metavar="TABLE", help="append the frame to TABLE"),
@@ -108,9 +114,19 @@ class SqlMagics(Magics):
                 return self._write(db, body.strip(), writing)
             if not body.strip():
                 raise UsageError(f"no SQL given; e.g. %{name} select 1 as x")
+            uses = [n.strip() for n in (options.with_snippets or "").split(",") if n.strip()]
             named = split_named_queries(body)
+            if options.save or options.no_execute:
+                if named or not options.save:
+                    raise UsageError("--save NAME keeps one query (not '-- name:' queries); --no-execute goes "
+                                     "with --save")
+                snippets.save(options.save, body, uses)
+                if options.no_execute:
+                    print(f"saved snippet {options.save}")
+                    return None
             if named:
-                return self._run_many(db, named, options)
+                return self._run_many(db, {key: snippets.compose(sql, uses) for key, sql in named.items()}, options)
+            body = snippets.compose(body, uses)
             if options.consistent:
                 raise UsageError("--consistent is for cells of '-- name: VAR' queries (one query sees one moment "
                                  "anyway)")
