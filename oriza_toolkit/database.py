@@ -30,6 +30,7 @@ from .backends import Form, backend_for
 from .config import database_url, mask_url
 from .errors import BatchError, ConfigError, DatabaseConnectionError, OrizaError, QueryError, raised_at_call
 from .parquet import ParquetSink, check_parquet
+from .profile import profile_table
 from .progress import BatchProgress, ElapsedTimer
 from .queries import check_batch, check_params, check_statement, check_timeout
 from .transaction import Transaction
@@ -253,6 +254,10 @@ class Database:
         name, schema = _queries.split_table_name(table, schema)
         return _queries.describe_table(self.engine, self.backend, name, schema)
 
+    def _profile(self, table: str, schema: str | None) -> Coroutine[Any, Any, pd.DataFrame]:
+        name, schema = _queries.split_table_name(table, schema)
+        return profile_table(self.engine, self.backend, name, schema, max_concurrency=self.max_concurrency)
+
     # -- awaitable API ------------------------------------------------------------------
 
     async def aquery(
@@ -475,6 +480,17 @@ class Database:
         """
         return await self._arun(self._describe(table, schema))
 
+    async def aprofile(self, table: str, schema: str | None = None) -> pd.DataFrame:
+        """One row per column of ``table``: its type as profiled (number, text, time, bool,
+        other), count, NULLs, distinct values, min, max, and for numbers mean, std and
+        quartiles, for text and booleans the most common value (``top``) and how often it
+        occurs (``freq``). Computed on the server, one query per column, all at once: only
+        the aggregates travel. (SQLite has no quartiles or std: NaN.)
+
+        Example: ``await db.aprofile("flights")``.
+        """
+        return await self._arun(self._profile(table, schema))
+
     async def aclose(self) -> None:
         """Give every pooled connection back to the server."""
         if not self._closed:
@@ -602,6 +618,10 @@ class Database:
     def describe(self, table: str, schema: str | None = None) -> pd.DataFrame:
         """Blocking :meth:`adescribe`. Example: ``db.describe("flights")``."""
         return self._run(self._describe(table, schema))
+
+    def profile(self, table: str, schema: str | None = None) -> pd.DataFrame:
+        """Blocking :meth:`aprofile`. Example: ``db.profile("flights")``."""
+        return self._run(self._profile(table, schema))
 
     def pool_status(self) -> str:
         """Connections in use and the pool's size, e.g. ``"0 in use of 5"``."""

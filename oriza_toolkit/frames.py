@@ -175,7 +175,7 @@ def holds_dates(column: pd.Series) -> bool:
 def object_kind(values: pd.Series) -> str | None:
     """What the (non-null) Python objects of a column all are, where the toolkit writes
     that kind typed: ``"json"`` (dicts and lists), ``"decimal"`` (Decimals, NaN and infinities too),
-    ``"bytes"``, ``"datetime"``, ``"date"``, ``"time"`` or ``"str"``; None for anything else or nothing.
+    ``"bool"``, ``"bytes"``, ``"datetime"``, ``"date"``, ``"time"`` or ``"str"``; None for anything else or nothing.
 
     Example::
 
@@ -189,6 +189,8 @@ def object_kind(values: pd.Series) -> str | None:
         return "json"
     if all(issubclass(k, Decimal) for k in kinds):
         return "decimal"
+    if all(issubclass(k, (bool, np.bool_)) for k in kinds):
+        return "bool"
     if all(issubclass(k, (bytes, bytearray)) for k in kinds):
         return "bytes"
     if all(issubclass(k, dt.datetime) for k in kinds):  # pandas keeps them as objects when zones differ

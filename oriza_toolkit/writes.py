@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import JSON, Date, DateTime, LargeBinary, Numeric, Time
+from sqlalchemy import JSON, Boolean, Date, DateTime, LargeBinary, Numeric, Time
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -119,7 +119,7 @@ def _create(conn: Connection, frame: pd.DataFrame, table: str, schema: str | Non
     frame.head(0).to_sql(table, conn, schema=schema, if_exists=if_exists, index=False, dtype=types)
 
 
-_OBJECT_TYPES: dict[str | None, Any] = {"bytes": LargeBinary, "date": Date, "time": Time}
+_OBJECT_TYPES: dict[str | None, Any] = {"bool": Boolean, "bytes": LargeBinary, "date": Date, "time": Time}
 
 
 def _column_types(frame: pd.DataFrame) -> dict[str, Any]:

@@ -242,3 +242,10 @@ def test_empty_frames_make_a_table_with_their_columns_and_no_columns_is_refused(
     assert db.write(pd.DataFrame({"n": [1], "s": ["x"], "at": [pd.Timestamp("2024-01-01", tz="UTC")]}), table,
                     if_exists="append") == 1
     assert db.query(f"select count(*) as c from {table}").c[0] == 1
+
+
+def test_an_object_column_of_booleans_and_none_is_boolean(db: oz.Database, table: str) -> None:
+    db.write(pd.DataFrame({"ok": pd.Series([True, None, np.bool_(False)], dtype=object)}), table)
+    assert db.describe(table).type[0] == "BOOLEAN"
+    back = db.query(f"select ok from {table}").ok
+    assert back.tolist()[0] in (True, 1) and pd.isna(back[1]) and back.tolist()[2] in (False, 0)

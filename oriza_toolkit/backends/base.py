@@ -37,6 +37,8 @@ class Backend(Protocol):
     stopped: str
     #: The longest name (of a table or a column) the database keeps whole, in bytes; None: no limit.
     max_identifier_bytes: int | None
+    #: The SQL type a number is cast to for floating-point aggregates.
+    float_type: str
 
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
         """The AsyncEngine for ``url``, with the dialect's connect arguments and hooks."""
@@ -100,6 +102,14 @@ class Backend(Protocol):
     def partition_bounds(self, inner: str, column: str) -> str | None:
         """SQL giving one row ``(low, high, kind, n)`` of ``column`` over the query ``inner`` (n: its rows),
         or None where the dialect reads a result whole (nothing to split)."""
+        ...
+
+    def stddev(self, expression: str) -> str | None:
+        """SQL for the sample standard deviation of ``expression``, or None (no such aggregate)."""
+        ...
+
+    def quantile(self, expression: str, fraction: float) -> str | None:
+        """SQL for the ``fraction`` quantile of ``expression`` (linear interpolation), or None."""
         ...
 
     def can_partition(self, kind: str) -> bool:

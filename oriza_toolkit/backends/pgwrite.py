@@ -151,7 +151,8 @@ def _encoder(rows: BinaryRows) -> Any:
 
 # Arrow types of the object kinds (frames.object_kind) written typed; decimals' are inferred.
 _OBJECT_ARROW: dict[str | None, pa.DataType | None] = {
-    "decimal": None, "bytes": pa.binary(), "date": pa.date32(), "time": pa.time64("us"), "str": pa.string(),
+    "decimal": None, "bool": pa.bool_(), "bytes": pa.binary(), "date": pa.date32(), "time": pa.time64("us"),
+    "str": pa.string(),
 }
 
 

@@ -90,6 +90,7 @@ class PostgresBackend:
     name = "postgresql"
     stopped = "was cancelled on the server"
     max_identifier_bytes: int | None = _sql.MAX_IDENTIFIER_BYTES
+    float_type = "float8"
 
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
         bare, args = asyncpg_connect_args(url)
@@ -202,6 +203,12 @@ class PostgresBackend:
         ident = _sql.quote_identifier(column)
         return (f"SELECT min({ident}) AS low, max({ident}) AS high, pg_typeof(min({ident}))::text AS kind, "
                 f"count(*) AS n FROM ({inner}\n) AS _oz_q")
+
+    def stddev(self, expression: str) -> str:
+        return f"stddev_samp({expression})"
+
+    def quantile(self, expression: str, fraction: float) -> str:
+        return f"percentile_cont({float(fraction)!r}) WITHIN GROUP (ORDER BY {expression})"
 
     def can_partition(self, kind: str) -> bool:
         return kind in _PARTITION_TYPES

@@ -48,6 +48,7 @@ class SQLiteBackend:
     name = "sqlite"
     stopped = "was interrupted"
     max_identifier_bytes: int | None = None
+    float_type = "REAL"
 
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
         options.setdefault("connect_args", {}).setdefault("timeout", _WRITER_WAIT_SECONDS)
@@ -81,6 +82,12 @@ class SQLiteBackend:
 
     def partition_bounds(self, inner: str, column: str) -> None:
         return None  # one file, one reader: nothing to split
+
+    def stddev(self, expression: str) -> None:
+        return None  # no such aggregate in SQLite's core
+
+    def quantile(self, expression: str, fraction: float) -> None:
+        return None
 
     def can_partition(self, kind: str) -> bool:
         return False
@@ -175,7 +182,7 @@ class SQLiteBackend:
         """Rows of plain Python values (ints, floats, strings, None; dates and datetimes as
         the text SQLAlchemy stores) for sqlite3's own executemany, or None where a column
         needs pandas' type handling."""
-        columns = []
+        columns: list[list[Any]] = []
         for name, column in frame.items():
             dtype = column.dtype
             if pd.api.types.is_datetime64_any_dtype(dtype):  # as SQLAlchemy's Date and DateTime store them
@@ -185,6 +192,9 @@ class SQLiteBackend:
                     column = pd.Series(json_texts(column), dtype=object)
                 except ValueError as error:
                     raise ValueError(f"column {name!r} {error}") from None
+            elif pd.api.types.is_object_dtype(dtype) and object_kind(column.dropna()) == "bool":
+                columns.append([bool(v) if ok else None for v, ok in zip(column, column.notna(), strict=True)])
+                continue
             elif _holds_decimals(column):
                 columns.append([_sqlite_number(name, v) for v in column.astype(object)])
                 continue

@@ -112,7 +112,7 @@ class OrizaMagics(Magics):
         """The connection and schema at a glance; ``%oriza tables [SCHEMA]``; ``%oriza describe TABLE``;
         ``%oriza connections``; ``%oriza use NAME`` (the connection cells use from now on; ``default``
         goes back to DATABASE_URL's); ``%oriza close NAME``; ``%oriza snippets`` (saved with
-        ``%%sql --save NAME``)."""
+        ``%%sql --save NAME``); ``%oriza profile TABLE`` (computed on the server)."""
         words = line.split()
         try:
             if not words:
@@ -138,12 +138,15 @@ class OrizaMagics(Magics):
                 print(f"closed {words[1]}")
             elif len(words) == 2 and words[0] == "use":
                 self.use(words[1])
+            elif len(words) == 2 and words[0] == "profile":
+                display(self.db.profile(words[1]))
             elif words == ["snippets"]:
                 print("\n".join(f"{name}: {first}" for name, first in snippets.names().items())
                       or "(none saved: %%sql --save NAME)")
             else:
                 raise UsageError("usage: %oriza | %oriza tables [SCHEMA] | %oriza describe TABLE | "
-                                 "%oriza connections | %oriza use NAME | %oriza close NAME | %oriza snippets")
+                                 "%oriza connections | %oriza use NAME | %oriza close NAME | %oriza snippets | "
+                                 "%oriza profile TABLE")
         except (OrizaError, KeyError, ValueError) as error:
             raise UsageError(str(error).strip("'\"")) from None
 
