@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import datetime as dt
 import os
+import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -22,10 +24,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import _loop, partitioned, snapshot
+from . import _loop, partitioned, provenance, snapshot
 from . import queries as _queries
 from ._private import pool_max_overflow
-from ._sql import Params, QuerySpec, Statement, split_statements
+from ._sql import Params, QuerySpec, Statement, parameter_names, split_statements
 from .backends import Form, backend_for
 from .config import database_url, mask_url
 from .errors import BatchError, ConfigError, DatabaseConnectionError, OrizaError, QueryError, raised_at_call
@@ -78,6 +80,7 @@ class Database:
         #: Where the URL came from, named by connection errors (the registry sets its own).
         self.origin = "DATABASE_URL" if url is None else "the URL given to oz.connect()"
         self._session = _queries.Session(self.engine, self.backend)
+        self._revision: tuple[str | None] | None = None  # the schema revision, once read (see refresh_revision)
         self._streams: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
         # A Database dropped without close() still gives its connections back.
         self._finalizer = weakref.finalize(self, _dispose, self.engine)
@@ -142,13 +145,29 @@ class Database:
         check_statement(sql, params)
         check_timeout(timeout)
         if partition_on is None and partitions is None and not replicas:
-            return _queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout, form=form), \
-                ElapsedTimer()
+            return self._traced(lambda: _queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout,
+                                                             form=form), sql, params), ElapsedTimer()
         partitioned.check_partitioning(sql, partition_on, partitions)
         assert isinstance(sql, str) and isinstance(partition_on, str) and isinstance(partitions, int)
         sources = [partitioned.Source(db.engine, db.backend) for db in [self, *self._replicas(replicas)]]
-        return partitioned.read(sources, sql, params, column=partition_on, partitions=partitions, form=form,
-                                timeout=timeout), ElapsedTimer()
+        return self._traced(lambda: partitioned.read(sources, sql, params, column=partition_on, partitions=partitions,
+                                                     form=form, timeout=timeout), sql, params), ElapsedTimer()
+
+    async def _traced(self, work: Callable[[], Coroutine[Any, Any, T]], sql: Statement, params: Params | None) -> T:
+        """``work()``'s result carrying its provenance (``provenance.py``). (``work`` makes the
+        coroutine only when this one runs: a call refused before it starts leaves none unawaited.)"""
+        started = dt.datetime.now(dt.UTC)
+        clock = time.perf_counter()
+        result = await work()
+        seconds = time.perf_counter() - clock
+        return cast(T, provenance.attach(result, await self._record(sql, params, started, seconds, result)))
+
+    async def _record(self, sql: Statement, params: Params | None, started: dt.datetime, seconds: float,
+                      result: Any) -> dict[str, Any]:
+        if self._revision is None:
+            self._revision = (await _queries.schema_revision(self.engine, self.backend),)
+        return provenance.record(_queries.sql_text(sql, self.engine.dialect), params, mask_url(self.url),
+                                 self._revision[0], started, seconds, len(result) if hasattr(result, "__len__") else 0)
 
     def _replicas(self, replicas: object) -> list[Database]:
         """``replicas=`` as Databases: each a Database, or a connection name (the registry's)."""
@@ -208,11 +227,16 @@ class Database:
         progress: BatchProgress,
         consistent: bool,
     ) -> dict[str, Any]:
+        timings: dict[str, tuple[dt.datetime, float]] = {}
         async with contextlib.AsyncExitStack() as stack:
             moment = await stack.enter_async_context(snapshot.hold(self.engine, self.backend)) if consistent else None
             outcomes = await _queries.fetch_frames(self.engine, self.backend, queries, max_concurrency=max_concurrency,
                                                    timeout=timeout, progress=progress,
-                                                   reader=moment.read if moment else None)
+                                                   reader=moment.read if moment else None, timings=timings)
+        for name, outcome in outcomes.items():
+            if isinstance(outcome, pd.DataFrame):
+                sql, params = _queries.split_spec(queries[name])
+                provenance.attach(outcome, await self._record(sql, params, *timings[name], outcome))
         failed = {name: out for name, out in outcomes.items() if isinstance(out, QueryError)}
         if failed and errors == "raise":
             done = {name: out for name, out in outcomes.items() if not isinstance(out, QueryError)}
@@ -230,7 +254,20 @@ class Database:
             raise ValueError("the SQL is empty")
         for number, statement in enumerate(statements, start=1):  # every one before the first runs
             check_statement(statement, params, name="query" if len(statements) == 1 else f"statement {number}")
-        return self._session.run(sql, params, timeout=timeout), ElapsedTimer()
+        return self._traced_script(lambda: self._session.run(sql, params, timeout=timeout), statements, params), \
+            ElapsedTimer()
+
+    async def _traced_script(self, work: Callable[[], Coroutine[Any, Any, list[pd.DataFrame]]], statements: list[str],
+                             params: Params | None) -> list[pd.DataFrame]:
+        started = dt.datetime.now(dt.UTC)
+        clock = time.perf_counter()
+        results = await work()
+        seconds = time.perf_counter() - clock  # the script's: its statements ran one after another
+        for statement, frame in zip(statements, results, strict=True):
+            used = set(parameter_names(statement))
+            wanted = {key: value for key, value in (params or {}).items() if key in used}
+            provenance.attach(frame, await self._record(statement.strip(), wanted, started, seconds, frame))
+        return results
 
     def _execute(self, sql: Statement, params: Params | None) -> Coroutine[Any, Any, int]:
         check_statement(sql, params, name="execute")
@@ -365,7 +402,8 @@ class Database:
             await db.ato_parquet("select * from flights", "flights.parquet")
         """
         check_parquet(path, rows_per_file)
-        sink = ParquetSink(path, rows_per_file)
+        origin = await self._record(sql, params, dt.datetime.now(dt.UTC), 0.0, ())
+        sink = ParquetSink(path, rows_per_file, origin)
         try:
             async for batch in self.astream(sql, params, rows=rows, arrow=True):
                 await asyncio.to_thread(sink.write, batch)
@@ -562,7 +600,8 @@ class Database:
         """Blocking :meth:`ato_parquet`. Example: ``db.to_parquet("select * from flights", "flights/",
         rows_per_file=1_000_000)``."""
         check_parquet(path, rows_per_file)
-        sink = ParquetSink(path, rows_per_file)
+        origin = self._run(self._record(sql, params, dt.datetime.now(dt.UTC), 0.0, ()))
+        sink = ParquetSink(path, rows_per_file, origin)
         try:
             for batch in self.stream(sql, params, rows=rows, arrow=True):
                 sink.write(batch)
@@ -622,6 +661,11 @@ class Database:
     def profile(self, table: str, schema: str | None = None) -> pd.DataFrame:
         """Blocking :meth:`aprofile`. Example: ``db.profile("flights")``."""
         return self._run(self._profile(table, schema))
+
+    def refresh_revision(self) -> None:
+        """Read the schema revision again for the next result's provenance (it is read once,
+        at the first result; migrations run through the toolkit call this)."""
+        self._revision = None
 
     def pool_status(self) -> str:
         """Connections in use and the pool's size, e.g. ``"0 in use of 5"``."""

@@ -16,14 +16,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import provenance
 from .errors import WriteError
 
 __all__ = ["ParquetSink", "check_parquet"]
@@ -50,9 +52,12 @@ class ParquetSink:
     """Record batches in, Parquet out: ``path`` itself, or with ``rows_per_file`` a
     directory of parts of at most that many rows (see the module docstring)."""
 
-    def __init__(self, path: str | os.PathLike[str], rows_per_file: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], rows_per_file: int | None = None,
+                 origin: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.rows_per_file = rows_per_file
+        self.origin = origin  # provenance, written into each file with its own rows and seconds
+        self._clock = time.perf_counter()
         self.rows = 0
         self._stage = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial"
         self._parts = 0
@@ -110,6 +115,9 @@ class ParquetSink:
     def _close_file(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None
+            if self.origin is not None:
+                writer.add_key_value_metadata(provenance.arrow_metadata(
+                    {**self.origin, "rows": self._in_file, "seconds": round(time.perf_counter() - self._clock, 6)}))
             self._in_file = 0
             writer.close()
 

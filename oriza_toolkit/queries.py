@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import math
 import re
 import time
@@ -45,7 +46,9 @@ __all__ = [
     "fetch_frames",
     "query_error",
     "running",
+    "schema_revision",
     "server_error",
+    "split_spec",
     "split_table_name",
     "stream_chunks",
     "table_names",
@@ -340,18 +343,21 @@ async def fetch_frames(
     timeout: float | None = None,
     progress: BatchProgress | None = None,
     reader: Reader | None = None,
+    timings: dict[str, tuple[dt.datetime, float]] | None = None,
 ) -> dict[str, pd.DataFrame | QueryError]:
     """Run every query at once (at most ``max_concurrency`` at a time), each through
     ``reader`` if given (see :func:`fetch_frame`); failures are returned.
 
-    Each query's end is recorded on ``progress``. Cancelling this coroutine cancels every
-    query still running, on the server too, and returns only once they have all stopped.
+    Each query's end is recorded on ``progress``, and its start (UTC) and seconds in
+    ``timings``. Cancelling this coroutine cancels every query still running, on the
+    server too, and returns only once they have all stopped.
     """
     gate = asyncio.Semaphore(max_concurrency)
 
     async def one(name: str, spec: QuerySpec) -> pd.DataFrame:
-        sql, params = _split(spec)
+        sql, params = split_spec(spec)
         async with gate:
+            started = dt.datetime.now(dt.UTC)
             start = time.perf_counter()
             try:
                 frame = await fetch_frame(engine, backend, sql, params, name=name, timeout=timeout, reader=reader)
@@ -359,8 +365,11 @@ async def fetch_frames(
                 if progress:
                     progress.record(name, rows=None, seconds=time.perf_counter() - start, error=error)
                 raise
+            seconds = time.perf_counter() - start
+            if timings is not None:
+                timings[name] = (started, seconds)
             if progress:
-                progress.record(name, rows=len(frame), seconds=time.perf_counter() - start)
+                progress.record(name, rows=len(frame), seconds=seconds)
             return cast(pd.DataFrame, frame)
 
     names = list(queries)
@@ -370,9 +379,19 @@ async def fetch_frames(
         if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
             raise outcome
         if isinstance(outcome, Exception):
-            outcome = query_error(outcome, name, sql_text(_split(queries[name])[0]), backend)
+            outcome = query_error(outcome, name, sql_text(split_spec(queries[name])[0]), backend)
         results[name] = outcome
     return results
+
+
+async def schema_revision(engine: AsyncEngine, backend: Backend) -> str | None:
+    """The database's Alembic revision (heads joined by ","), or None where it has no
+    ``alembic_version`` table (or it cannot be read)."""
+    try:
+        frame = await fetch_frame(engine, backend, "SELECT version_num FROM alembic_version ORDER BY 1")
+    except (QueryError, DatabaseConnectionError):
+        return None
+    return ",".join(str(v) for v in frame.iloc[:, 0]) or None
 
 
 def split_table_name(table: str, schema: str | None) -> tuple[str, str | None]:
@@ -410,7 +429,7 @@ async def describe_table(engine: AsyncEngine, backend: Backend, table: str, sche
         raise QueryError("describe", full, f"no table named {full!r}") from None
 
 
-def _split(spec: QuerySpec) -> tuple[Statement, Params | None]:
+def split_spec(spec: QuerySpec) -> tuple[Statement, Params | None]:
     """A batch entry as (SQL, params): it is SQL alone or an (SQL, params) pair."""
     return spec if isinstance(spec, tuple) else (spec, None)
 

@@ -3,6 +3,7 @@ that read and write ``oriza_toolkit.settings``."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -10,7 +11,7 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.display import display
 from traitlets import Bool, Enum, Int, Union, default, observe
 
-from .. import connections, migrations
+from .. import connections, migrations, provenance
 from ..config import mask_url, project_root
 from ..database import Database
 from ..errors import MigrationError, OrizaError
@@ -112,7 +113,8 @@ class OrizaMagics(Magics):
         """The connection and schema at a glance; ``%oriza tables [SCHEMA]``; ``%oriza describe TABLE``;
         ``%oriza connections``; ``%oriza use NAME`` (the connection cells use from now on; ``default``
         goes back to DATABASE_URL's); ``%oriza close NAME``; ``%oriza snippets`` (saved with
-        ``%%sql --save NAME``); ``%oriza profile TABLE`` (computed on the server)."""
+        ``%%sql --save NAME``); ``%oriza profile TABLE`` (computed on the server); ``%oriza provenance VAR`` (where a
+        result came from)."""
         words = line.split()
         try:
             if not words:
@@ -140,13 +142,20 @@ class OrizaMagics(Magics):
                 self.use(words[1])
             elif len(words) == 2 and words[0] == "profile":
                 display(self.db.profile(words[1]))
+            elif len(words) == 2 and words[0] == "provenance":
+                assert self.shell is not None
+                if words[1] not in self.shell.user_ns:
+                    raise UsageError(f"no variable named {words[1]!r}")
+                found = getattr(self.shell.user_ns[words[1]], "attrs", {}).get(provenance.KEY)
+                print(json.dumps(found, indent=2, default=str) if found else
+                      f"{words[1]} carries no provenance (it is not a result the toolkit returned)")
             elif words == ["snippets"]:
                 print("\n".join(f"{name}: {first}" for name, first in snippets.names().items())
                       or "(none saved: %%sql --save NAME)")
             else:
                 raise UsageError("usage: %oriza | %oriza tables [SCHEMA] | %oriza describe TABLE | "
                                  "%oriza connections | %oriza use NAME | %oriza close NAME | %oriza snippets | "
-                                 "%oriza profile TABLE")
+                                 "%oriza profile TABLE | %oriza provenance VAR")
         except (OrizaError, KeyError, ValueError) as error:
             raise UsageError(str(error).strip("'\"")) from None
 

@@ -178,6 +178,7 @@ class SqlMagics(Magics):
                 print(frame)
             return None
         result = Result(frame)
+        result.attrs.update(frame.attrs)  # the provenance travels with what the cell returns
         result.display_rows = options.rows if options.rows is not None else settings.display_rows
         if options.out:
             self._namespace[options.out] = frame

@@ -116,6 +116,8 @@ def execute(command_line: str, name: str, call: Command, db: Database | None, *,
             raise MigrationError(command_line, f"{type(error).__name__}: {_one_line(error)}",
                                  output=stdout.getvalue()) from None
     result.output = stdout.getvalue()
+    if db is not None and name in CHANGES_SCHEMA:
+        db.refresh_revision()  # the provenance of later results names the new revision
     return result
 
 
