@@ -376,6 +376,8 @@ class Database:
             try:
                 while (chunk := await self._arun(_next(chunks))) is not _END:
                     yield chunk
+            except OrizaError as error:  # raised from the loop where the user iterates, without its frames
+                raise error.with_traceback(None) from None
             finally:
                 await _loop.arun(chunks.aclose())
 
@@ -583,6 +585,8 @@ class Database:
             try:
                 while (chunk := self._run(_next(chunks))) is not _END:
                     yield chunk
+            except (OrizaError, KeyboardInterrupt) as error:  # at the user's loop, without the toolkit's frames
+                raise error.with_traceback(None) from None
             finally:
                 _loop.run(chunks.aclose())
 

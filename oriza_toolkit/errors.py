@@ -239,11 +239,12 @@ def _at_call(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _deliberate(error: BaseException) -> bool:
-    """An OrizaError, or an error every frame of which (under the public method's) is the
-    toolkit's: raised on purpose by a check, not by a library or a bug in a call to one."""
+    """An OrizaError, or an argument error or interrupt every frame of which (under the
+    public method's) is the toolkit's: raised on purpose, not by a library or a bug in a
+    call to one."""
     if isinstance(error, OrizaError):
         return True
-    if not isinstance(error, (TypeError, ValueError)):
+    if not isinstance(error, (TypeError, ValueError, KeyboardInterrupt)):  # an interrupt: "queries cancelled"
         return False
     frames = list(traceback.walk_tb(error.__traceback__))[1:]
     return bool(frames) and all(frame.f_code.co_filename.startswith(_PACKAGE) for frame, _ in frames)
