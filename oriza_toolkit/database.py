@@ -32,6 +32,7 @@ from .backends import Form, backend_for
 from .config import database_url, mask_url
 from .errors import BatchError, ConfigError, DatabaseConnectionError, OrizaError, QueryError, raised_at_call
 from .parquet import ParquetSink, check_parquet
+from .plots import Plotter
 from .profile import profile_table
 from .progress import BatchProgress, ElapsedTimer
 from .queries import check_batch, check_params, check_statement, check_timeout
@@ -665,6 +666,12 @@ class Database:
     def profile(self, table: str, schema: str | None = None) -> pd.DataFrame:
         """Blocking :meth:`aprofile`. Example: ``db.profile("flights")``."""
         return self._run(self._profile(table, schema))
+
+    @property
+    def plot(self) -> Plotter:
+        """Plots whose numbers the server computes: ``db.plot.histogram("flights", "dep_delay",
+        bins=50)``, ``.boxplot``, ``.bar``, ``.pie`` (see ``plots.py``)."""
+        return Plotter(self)
 
     def refresh_revision(self) -> None:
         """Read the schema revision again for the next result's provenance (it is read once,

@@ -108,6 +108,10 @@ class Backend(Protocol):
         """SQL for the sample standard deviation of ``expression``, or None (no such aggregate)."""
         ...
 
+    def floor(self, expression: str) -> str:
+        """SQL for the whole number at or below ``expression`` (a number that is not negative)."""
+        ...
+
     def quantile(self, expression: str, fraction: float) -> str | None:
         """SQL for the ``fraction`` quantile of ``expression`` (linear interpolation), or None."""
         ...

@@ -207,6 +207,9 @@ class PostgresBackend:
     def stddev(self, expression: str) -> str:
         return f"stddev_samp({expression})"
 
+    def floor(self, expression: str) -> str:
+        return f"CAST(floor({expression}) AS int8)"  # a cast alone rounds to the nearest
+
     def quantile(self, expression: str, fraction: float) -> str:
         return f"percentile_cont({float(fraction)!r}) WITHIN GROUP (ORDER BY {expression})"
 

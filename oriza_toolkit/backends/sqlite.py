@@ -86,6 +86,9 @@ class SQLiteBackend:
     def stddev(self, expression: str) -> None:
         return None  # no such aggregate in SQLite's core
 
+    def floor(self, expression: str) -> str:
+        return f"CAST({expression} AS INTEGER)"  # truncates: the floor of a number that is not negative
+
     def quantile(self, expression: str, fraction: float) -> None:
         return None
 

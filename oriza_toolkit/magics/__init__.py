@@ -1,14 +1,14 @@
-"""IPython magics over the library: ``%sql``/``%%sql``, ``%alembic`` and ``%oriza``.
+"""IPython magics over the library: ``%sql``/``%%sql``, ``%alembic``, ``%oriza`` and ``%sqlplot``.
 
 Loaded by ``%load_ext oriza_toolkit``. A thin layer: each magic parses its line, calls the
 public API, and turns the library's errors into a one-line ``UsageError`` here and nowhere
 else. One module per magic: ``sql.py`` (``cells.py`` parses its lines and shows its
-results), ``alembic.py``, ``oriza.py``. Settings are traitlets of ``OrizaMagics`` that read
+results), ``alembic.py``, ``oriza.py``, ``plot.py``. Settings are traitlets of ``OrizaMagics`` that read
 and write ``oriza_toolkit.settings``::
 
     %config OrizaMagics.progress = False        # no progress bars or batch summaries
     %config OrizaMagics.display_rows = 50       # rows shown of a %sql result
-    %config OrizaMagics.numeric = "float"       # numeric columns as float64
+    %config OrizaMagics.numeric = "decimal"     # numeric columns as exact Decimals
     %config OrizaMagics.auto_upgrade = True     # upgrade to head when the extension loads
     %config OrizaMagics.nested_asyncio = True   # let a cell's own asyncio.run(...) work
 
@@ -22,12 +22,14 @@ from typing import Any
 
 from .alembic import AlembicMagics
 from .oriza import OrizaMagics
+from .plot import PlotMagics
 from .sql import SqlMagics
 
-__all__ = ["AlembicMagics", "OrizaMagics", "SqlMagics", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["AlembicMagics", "OrizaMagics", "PlotMagics", "SqlMagics", "load_ipython_extension",
+           "unload_ipython_extension"]
 
-_OURS = ("sql", "osql", "alembic", "oriza")
-_CLASSES = (OrizaMagics, SqlMagics, AlembicMagics)
+_OURS = ("sql", "osql", "alembic", "oriza", "sqlplot")
+_CLASSES = (OrizaMagics, SqlMagics, AlembicMagics, PlotMagics)
 
 
 def load_ipython_extension(ipython: Any) -> None:
