@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
@@ -29,7 +29,16 @@ from .snippets import snippets
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from .database import Database
+    from .backends import Backend
+
+
+class Queryable(Protocol):
+    """What a plot needs of a Database (not imported: the Database imports this module)."""
+
+    @property
+    def backend(self) -> Backend: ...
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame: ...
 
 __all__ = ["Plotter"]
 
@@ -42,7 +51,7 @@ class Plotter:
     ``with_`` names more snippets to put in front. Each returns the matplotlib ``Axes``.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Queryable) -> None:
         self._db = db
 
     def histogram(self, table: str, column: str, *, bins: int = 20, with_: Sequence[str] = (),

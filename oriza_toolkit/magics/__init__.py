@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import complete
 from .alembic import AlembicMagics
 from .oriza import OrizaMagics
 from .plot import PlotMagics
@@ -48,6 +49,9 @@ def load_ipython_extension(ipython: Any) -> None:
             else:
                 magics[kind]["sql"] = func
         print("oriza_toolkit: %sql belongs to another extension, so the toolkit's is %osql")
+    ipython.Completer.custom_matchers[:] = [m for m in ipython.Completer.custom_matchers
+                                            if getattr(m, "__module__", "") != complete.__name__]
+    ipython.Completer.custom_matchers.append(complete.make_matcher(ipython))
     instance.announce_schema()
 
 
@@ -61,6 +65,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     registry = ipython.magics_manager.registry
     for magics_type in _CLASSES:
         registry.pop(magics_type.__name__, None)
+    ipython.Completer.custom_matchers[:] = [m for m in ipython.Completer.custom_matchers
+                                            if getattr(m, "__module__", "") != complete.__name__]
 
 
 def _is_ours(func: Any) -> bool:

@@ -7,7 +7,7 @@ import re
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 
-from .. import connections, migrations
+from .. import completion, connections, migrations
 from ..database import Database
 from ..errors import MigrationError, OrizaError
 from ..settings import settings
@@ -55,6 +55,7 @@ class AlembicMagics(Magics):
                 print(migrations.schema_status(self.db).summary(UPGRADE_HINT))
                 return
             result = migrations.run(line, self.db)
+            completion.forget(self.db)  # a migration may have changed the tables Tab offers
         except OrizaError as error:
             if isinstance(error, MigrationError) and error.output:  # what Alembic said on the way to failing
                 print(error.output, end="")

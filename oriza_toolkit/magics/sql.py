@@ -17,8 +17,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, argument_group, kwds, magic_arguments
 
-from .. import connections
-from .._sql import parameter_names
+from .. import completion, connections
+from .._sql import parameter_names, parse, split_statements
 from ..database import Database
 from ..errors import OrizaError
 from ..frames import RowsAffected, rows
@@ -28,6 +28,8 @@ from .cells import Result, parse_line, read_file, split_named_queries
 
 __all__ = ["SqlMagics"]
 
+# Statements after which the catalog Tab completes from is read again.
+_DDL = {"create", "alter", "drop", "comment", "truncate"}
 # {name} and $name (not a $tag$ dollar quote): how other tools put a variable's value into SQL.
 _EXPANSIONS = re.compile(r"(\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*)(?![\w$]))")
 
@@ -168,7 +170,11 @@ class SqlMagics(Magics):
         return {name: namespace[name] for name in names}
 
     def _run_script(self, db: Database, sql: str, options: Any) -> Any:
-        results = db.run_script(sql, self._params(sql) or None, timeout=options.timeout)
+        try:
+            results = db.run_script(sql, self._params(sql) or None, timeout=options.timeout)
+        finally:
+            if any(parse(statement).keyword in _DDL for statement in split_statements(sql)):
+                completion.forget(db)  # Tab offers the tables as they are now
         if db.session_reconnected:
             print("oriza_toolkit: the session's connection was lost, so this ran on a new one "
                   "(temp tables and SET from before are gone)")
