@@ -1,6 +1,7 @@
 """The quickstart, opened in JupyterLab in a real browser (Debian's Chromium, driven by
 Playwright with the system browser), run all: the progress widget shows, the plot renders,
-no cell writes an error. Screenshots go to test-artifacts/."""
+no cell writes an error; then Tab in a new %sql cell offers a table of the database, and
+%sqlplot draws a histogram the database counted. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -103,6 +104,27 @@ def test_quickstart_runs_in_jupyterlab(lab: str) -> None:
             errors = page.locator(ERRORS).all_inner_texts()
             assert errors == [], errors[0][:2000]
             assert saw_progress, "no progress widget was shown"
-            assert page.locator(".jp-OutputArea img").count() >= 1, "the plot did not render"
+            images = page.locator(".jp-OutputArea img").count()
+            assert images >= 1, "the plot did not render"
+            # Tab completes a table name from the database, in a new cell
+            page.locator(".jp-Notebook .jp-CodeCell").last.click()
+            page.keyboard.press("Escape")
+            page.keyboard.press("b")
+            page.keyboard.press("Enter")
+            page.keyboard.type("%sql select * from fli")
+            page.keyboard.press("Tab")
+            page.wait_for_selector('.jp-Completer-item:has-text("flights")', timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "completion.png"))
+            page.keyboard.press("Escape")
+            # a histogram whose bins the database counted
+            page.keyboard.press("Control+a")
+            page.keyboard.type("%sqlplot histogram --table flights --column dep_delay --bins 40")
+            page.keyboard.press("Shift+Enter")
+            page.wait_for_function(f'document.querySelectorAll(".jp-OutputArea img").length > {images}',
+                                   timeout=60_000)
+            page.locator(".jp-OutputArea img").last.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "sqlplot-histogram.png"))
+            errors = page.locator(ERRORS).all_inner_texts()
+            assert errors == [], errors[0][:2000]
         finally:
             browser.close()
