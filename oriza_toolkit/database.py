@@ -405,7 +405,7 @@ class Database:
             await db.ato_parquet("select * from flights", "flights.parquet")
         """
         check_parquet(path, rows_per_file)
-        origin = await self._record(sql, params, dt.datetime.now(dt.UTC), 0.0, ())
+        origin = await self._arun(self._record(sql, params, dt.datetime.now(dt.UTC), 0.0, ()))
         sink = ParquetSink(path, rows_per_file, origin)
         try:
             async for batch in self.astream(sql, params, rows=rows, arrow=True):

@@ -3,6 +3,7 @@ never a password."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from pathlib import Path
@@ -46,6 +47,9 @@ def test_every_result_says_where_it_came_from(db: oz.Database, db_url: str, tmp_
     db.to_parquet("select 1 as x union all select 2", tmp_path / "x.parquet")
     written = json.loads(pq.read_metadata(tmp_path / "x.parquet").metadata[b"oriza"])
     assert written["rows"] == 2 and written["sql"] == "select 1 as x union all select 2"
+    with oz.connect(db_url) as fresh:  # awaited from another loop, with the revision not read yet
+        asyncio.run(fresh.ato_parquet("select 3 as x", tmp_path / "y.parquet"))
+    assert json.loads(pq.read_metadata(tmp_path / "y.parquet").metadata[b"oriza"])["rows"] == 1
     secret = _password(db_url)
     for text in (json.dumps(found), json.dumps(batch["a"].attrs), table.schema.metadata[b"oriza"].decode(),
                  json.dumps(written)):
