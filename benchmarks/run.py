@@ -10,6 +10,8 @@ round by round and reporting the median and range:
   peak memory measured in a fresh process;
 - small queries (``select 1``, one row with a parameter) against asyncpg ``fetch`` +
   DataFrame and read_sql; a parameterised 1M-row read against the literal one;
+- 1,000 small parameterised queries in one ``query_many`` against asyncpg gather over a pool
+  of the same size, and pandas.read_sql in a loop;
 - 8 concurrent ``pg_sleep(0.5)`` through ``query_many`` against asyncpg gather;
 - writes of both frames against ``to_sql`` and ``adbc_ingest``;
 - 20,000,000 narrow rows to Parquet (peak memory, fresh process);
@@ -238,6 +240,35 @@ def small_queries(url: str, repeat: int) -> dict[str, list[float]]:
     return {k: [v / n for v in values] for k, values in times.items()}
 
 
+def small_batch(url: str, repeat: int, n: int = 1_000) -> dict[str, list[float]]:
+    """``n`` small parameterised queries at once: query_many against asyncpg gather over a
+    pool of the same size, and pandas.read_sql in a loop."""
+    import asyncpg
+
+    db = oz.connect(url)
+    engine = create_engine(make_url(dsn(url)).set(drivername="postgresql+psycopg2"))
+    sql = "select aid, abalance from pgbench_accounts where aid = "
+    batch = {f"q{i}": (sql + ":a", {"a": i * 997 % 1_000_000 + 1}) for i in range(n)}
+
+    async def gather() -> None:
+        async with asyncpg.create_pool(dsn(url), min_size=db.max_concurrency, max_size=db.max_concurrency) as pool:
+            async def one(aid: int) -> pd.DataFrame:
+                records = await pool.fetch(sql + "$1", aid)
+                return pd.DataFrame([tuple(r) for r in records], columns=["aid", "abalance"])
+            await asyncio.gather(*(one(params["a"]) for _, params in batch.values()))
+
+    def read_sql_loop() -> None:
+        for _, params in batch.values():
+            pd.read_sql(sql + "%(a)s", engine, params=params)
+
+    return interleaved({
+        f"oriza_toolkit query_many ({n} queries, pool of {db.max_concurrency})": lambda: db.query_many(
+            batch, progress=False),
+        "asyncpg gather (same pool size) + DataFrame": lambda: asyncio.run(gather()),
+        "pandas.read_sql in a loop": read_sql_loop,
+    }, repeat)
+
+
 def parameterised(url: str, repeat: int) -> dict[str, list[float]]:
     db = oz.connect(url)
     return interleaved({
@@ -382,6 +413,7 @@ def main() -> None:
         for kind in ("select 1", "1 row, 1 parameter"):
             lines += table_rows(f"Small queries: {kind}, milliseconds per query",
                                 {k: v for k, v in small.items() if k.endswith(kind)}, unit=1000)
+        lines += table_rows("1,000 small parameterised queries at once, seconds", small_batch(url, args.repeat))
         lines += table_rows("Parameterised 1M-row read vs the literal one, seconds", parameterised(url, args.repeat))
         lines += table_rows("8 x pg_sleep(0.5) at once, seconds", concurrency(url, args.repeat))
         lines += writes(url, args.repeat)
