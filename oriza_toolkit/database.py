@@ -142,17 +142,19 @@ class Database:
 
     def _query(self, sql: Statement, params: Params | None, timeout: float | None, form: Form = "frame",
                partition_on: str | None = None, partitions: int | None = None,
-               replicas: Sequence[Database | str] = ()) -> tuple[Coroutine[Any, Any, Any], ElapsedTimer]:
+               replicas: Sequence[Database | str] = (), edges: str = "quantile"
+               ) -> tuple[Coroutine[Any, Any, Any], ElapsedTimer]:
         check_statement(sql, params)
         check_timeout(timeout)
         if partition_on is None and partitions is None and not replicas:
             return self._traced(lambda: _queries.fetch_frame(self.engine, self.backend, sql, params, timeout=timeout,
                                                              form=form), sql, params), ElapsedTimer()
-        partitioned.check_partitioning(sql, partition_on, partitions)
+        partitioned.check_partitioning(sql, partition_on, partitions, edges)
         assert isinstance(sql, str) and isinstance(partition_on, str) and isinstance(partitions, int)
         sources = [partitioned.Source(db.engine, db.backend) for db in [self, *self._replicas(replicas)]]
         return self._traced(lambda: partitioned.read(sources, sql, params, column=partition_on, partitions=partitions,
-                                                     form=form, timeout=timeout), sql, params), ElapsedTimer()
+                                                     form=form, timeout=timeout, edges=edges), sql, params), \
+            ElapsedTimer()
 
     async def _traced(self, work: Callable[[], Coroutine[Any, Any, T]], sql: Statement, params: Params | None) -> T:
         """``work()``'s result carrying its provenance (``provenance.py``). (``work`` makes the
@@ -307,6 +309,7 @@ class Database:
         partition_on: str | None = None,
         partitions: int | None = None,
         replicas: Sequence[Database | str] = (),
+        edges: Literal["quantile", "even"] = "quantile",
     ) -> pd.DataFrame:
         """Run one query; return its rows as a DataFrame.
 
@@ -318,16 +321,18 @@ class Database:
         number, date or timestamp column of the result) over N connections at once, as
         connectorx does: the same columns, dtypes and rows as one read, ordered by range.
         ``replicas`` (Database objects or connection names of servers holding the same
-        data) share the ranges with this one. The ranges are separate transactions: on a
-        table being written to, they may see different moments. On SQLite the query is
-        read whole.
+        data) share the ranges with this one. The edges follow the data (quantiles of a
+        sample, so each range holds about as many rows); ``edges="even"`` cuts
+        ``[min, max]`` evenly instead. On one server every range reads one snapshot and the
+        rows are checked against the query's count. On SQLite the query is read whole.
 
         Example::
 
             df = await db.aquery("select * from flights where origin = :o", {"o": "JFK"})
             big = await db.aquery("select * from events", partition_on="id", partitions=4)
         """
-        return await self._arun(*self._query(sql, params, timeout, "frame", partition_on, partitions, replicas))
+        return await self._arun(*self._query(sql, params, timeout, "frame", partition_on, partitions, replicas,
+                                                  edges))
 
     async def aquery_arrow(
         self,
@@ -338,6 +343,7 @@ class Database:
         partition_on: str | None = None,
         partitions: int | None = None,
         replicas: Sequence[Database | str] = (),
+        edges: Literal["quantile", "even"] = "quantile",
     ) -> pa.Table:
         """Run one query; return its rows as a ``pyarrow.Table`` (polars, DuckDB and
         pandas take it without copying). Options as for :meth:`aquery`.
@@ -352,7 +358,8 @@ class Database:
             import polars as pl
             df = pl.from_arrow(await db.aquery_arrow("select * from flights"))
         """
-        return await self._arun(*self._query(sql, params, timeout, "arrow", partition_on, partitions, replicas))
+        return await self._arun(*self._query(sql, params, timeout, "arrow", partition_on, partitions, replicas,
+                                                  edges))
 
     def astream(
         self, sql: Statement, params: Params | None = None, *, rows: int = STREAM_ROWS, arrow: bool = False
@@ -551,10 +558,11 @@ class Database:
         partition_on: str | None = None,
         partitions: int | None = None,
         replicas: Sequence[Database | str] = (),
+        edges: Literal["quantile", "even"] = "quantile",
     ) -> pd.DataFrame:
         """Blocking :meth:`aquery`. Example: ``db.query("select 1 as x")``."""
         frame: pd.DataFrame = self._run(*self._query(sql, params, timeout, "frame", partition_on, partitions,
-                                                     replicas))
+                                                     replicas, edges))
         return frame
 
     def query_arrow(
@@ -566,9 +574,11 @@ class Database:
         partition_on: str | None = None,
         partitions: int | None = None,
         replicas: Sequence[Database | str] = (),
+        edges: Literal["quantile", "even"] = "quantile",
     ) -> pa.Table:
         """Blocking :meth:`aquery_arrow`. Example: ``db.query_arrow("select * from flights")``."""
-        return self._run(*self._query(sql, params, timeout, "arrow", partition_on, partitions, replicas))
+        return self._run(*self._query(sql, params, timeout, "arrow", partition_on, partitions, replicas,
+                                                  edges))
 
     def stream(
         self, sql: Statement, params: Params | None = None, *, rows: int = STREAM_ROWS, arrow: bool = False

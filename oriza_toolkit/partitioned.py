@@ -1,8 +1,10 @@
 """Partitioned reads: one big query read as ranges of a column, over several connections at once.
 
-As connectorx does: the backend's bounds query finds ``min``/``max`` of the column over the
-whole query (of its finite values: NaN and infinities are no bound), the range between is
-cut into ``partitions`` ranges, and one query per range runs at once, spread round-robin
+The backend's bounds query finds ``min``/``max`` of the column over the whole query (of
+its finite values: NaN and infinities are no bound) and its row count; the edges between
+are the quantiles of a sample of about :data:`SAMPLE_ROWS` values (so skewed data still
+gives ranges of about equal rows; ``edges="even"`` cuts ``[min, max]`` evenly, as
+connectorx does), cutting it into ``partitions`` ranges, and one query per range runs at once, spread round-robin
 over this server and its replicas. The first range is open below (and takes the NULLs),
 the last open above (NaN sorts above every number), so every row is in exactly one range
 whatever the bounds were. The ranges' parsed chunks are then joined, off the loop, into the same columns,
@@ -41,12 +43,14 @@ from .config import mask_url
 from .errors import QueryError
 from .frames import from_chunks, rows
 
-__all__ = ["Source", "check_partitioning", "edges", "read"]
+__all__ = ["SAMPLE_ROWS", "Source", "check_partitioning", "even_edges", "read"]
 
 # How long a partitioned read waits for a lagging replica to catch up before refusing it.
 REPLICA_WAIT_SECONDS = 10.0
 # Parameter names the range queries add to the user's.
-_LOW, _HIGH = "_oz_low", "_oz_high"
+_LOW, _HIGH, _SAMPLE = "_oz_low", "_oz_high", "_oz_sample"
+# About how many rows the quantiles that set the edges are taken from.
+SAMPLE_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,10 @@ class Source:
     backend: Backend
 
 
-def check_partitioning(sql: object, partition_on: object, partitions: object) -> None:
+def check_partitioning(sql: object, partition_on: object, partitions: object, edges: object = "quantile") -> None:
     """Raise ``TypeError``/``ValueError`` for options no partitioned read could use."""
+    if edges not in ("quantile", "even"):
+        raise ValueError(f"edges must be 'quantile' or 'even', not {edges!r}")
     if not isinstance(partition_on, str) or not partition_on:
         raise TypeError(f"partition_on must name a column of the query's result, not {partition_on!r}")
     if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
@@ -68,13 +74,14 @@ def check_partitioning(sql: object, partition_on: object, partitions: object) ->
 
 
 async def read(sources: Sequence[Source], sql: str, params: Params | None, *, column: str, partitions: int,
-               form: Form, timeout: float | None = None) -> Any:
+               form: Form, timeout: float | None = None, edges: str = "quantile") -> Any:
     """One query read as ``partitions`` ranges of ``column``, all at once, spread over
     ``sources`` (the first also finds the bounds), in ``form``; the same columns and
     dtypes as one read."""
     first = sources[0]
-    if set(_sql.parameter_names(sql)) & {_LOW, _HIGH}:
-        raise ValueError(f"query uses a parameter name reserved for partitioned reads (:{_LOW}, :{_HIGH})")
+    if set(_sql.parameter_names(sql)) & {_LOW, _HIGH, _SAMPLE}:
+        raise ValueError(f"query uses a parameter name reserved for partitioned reads (:{_LOW}, :{_HIGH}, "
+                         f":{_SAMPLE})")
     inner = _sql.parse(sql).sql  # without a trailing ";" (and the comments after it)
     bounds = first.backend.partition_bounds(inner, column)
     async with queries.running("query", sql, timeout, first.engine, first.backend):
@@ -93,7 +100,11 @@ async def read(sources: Sequence[Source], sql: str, params: Params | None, *, co
                 low, high = found["low"].iloc[0], found["high"].iloc[0]
             if pd.isna(low):  # no rows, or only NULLs (or NaN, or infinities)
                 return await moment.read(sql, params, form)
-            ranges = _range_queries(inner, column, params, edges(low, high, partitions))
+            bounds_at = even_edges(low, high, partitions)
+            if edges == "quantile" and len(bounds_at) > 2:
+                bounds_at = await _sampled_edges(moment, first.backend, inner, column, kind, params, partitions, count,
+                                                 low, high) or bounds_at
+            ranges = _range_queries(inner, column, params, bounds_at)
             servers = sources[: len(ranges)]
             if len(servers) > 1:
                 await _caught_up(first, servers[1:])
@@ -133,14 +144,37 @@ async def _caught_up(first: Source, replicas: Sequence[Source]) -> None:
                              f"{REPLICA_WAIT_SECONDS:g} s); its ranges would miss rows: read without it, or later")
 
 
-def edges(low: Any, high: Any, partitions: int) -> list[Any]:
+async def _sampled_edges(moment: snapshot.Snapshot, backend: Backend, inner: str, column: str, kind: str,
+                         params: Params | None, partitions: int, count: int, low: Any, high: Any) -> list[Any] | None:
+    """``low``, the quantiles that cut a sample of the column's values into ``partitions``
+    equal parts, ``high``: ranges of about equal rows however the values are spread (a
+    cut's exact value does not matter for correctness: the ranges cover every value
+    whatever the cuts). None where the backend cannot sample, or the sample is empty."""
+    fractions = [i / partitions for i in range(1, partitions)]
+    sql = backend.sample_quantiles(inner, column, kind, fractions, sampled=count > SAMPLE_ROWS)
+    if sql is None:
+        return None
+    sample = {_SAMPLE: SAMPLE_ROWS / count} if count > SAMPLE_ROWS else {}
+    found = await moment.read(sql, {**(params or {}), **sample}, "frame")
+    cuts = sorted({_plain(v) for v in found.iloc[0].tolist() if not pd.isna(v)})
+    return [_plain(low), *cuts, _plain(high)] if cuts else None
+
+
+def _plain(value: Any) -> Any:
+    """A bound as a plain Python value to bind (datetime, int, float, ...)."""
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def even_edges(low: Any, high: Any, partitions: int) -> list[Any]:
     """``partitions + 1`` ascending bounds from ``low`` to ``high`` (fewer if the range is narrow).
 
     Example::
 
-        >>> edges(1, 10, 3)
+        >>> even_edges(1, 10, 3)
         [1, 4, 7, 10]
-        >>> edges(5, 5, 3)
+        >>> even_edges(5, 5, 3)
         [5, 5]
     """
     if isinstance(low, pd.Timestamp):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -58,9 +60,9 @@ def test_partitioned_read_of_sql_as_an_analyst_types_it(pg: oz.Database) -> None
 
 
 def test_edges_cover_the_range() -> None:
-    assert partitioned.edges(1, 10, 3) == [1, 4, 7, 10]
-    assert partitioned.edges(5, 5, 4) == [5, 5]  # one value: one range
-    assert partitioned.edges(0.0, 1.0, 2) == [0.0, 0.5, 1.0]
+    assert partitioned.even_edges(1, 10, 3) == [1, 4, 7, 10]
+    assert partitioned.even_edges(5, 5, 4) == [5, 5]  # one value: one range
+    assert partitioned.even_edges(0.0, 1.0, 2) == [0.0, 0.5, 1.0]
 
 
 def test_sqlite_reads_a_partitioned_query_whole(sqlite_url: str) -> None:
@@ -85,7 +87,8 @@ def test_a_failing_range_cancels_the_others_on_the_server(pg: oz.Database, pg_ur
     with oz.connect(pg_url, connect_args={"server_settings": {"statement_timeout": "300"}}) as failing:
         start = time.perf_counter()
         with pytest.raises(oz.QueryError, match="statement timeout"):
-            pg.query(SLEEPY, {"rows": 100, "bounds": False}, partition_on="g", partitions=2, replicas=[failing])
+            pg.query(SLEEPY, {"rows": 100, "bounds": False}, partition_on="g", partitions=2, replicas=[failing],
+                     edges="even")  # no sampling pass: only the ranges sleep
         assert time.perf_counter() - start < 3.0
     assert wait_until_idle(pg, "pg_sleep(case when strpos", seconds=2.0) == 0
     assert pg.query("select 1 as x").x[0] == 1
@@ -127,3 +130,38 @@ def test_nan_infinity_and_null_are_in_exactly_one_range(pg: oz.Database, column:
 def test_only_odd_values_read_whole(pg: oz.Database) -> None:
     odd = "select x from (values ('NaN'::float8), ('Infinity'), (null)) as v(x)"
     assert len(pg.query(odd, partition_on="x", partitions=3)) == 3
+
+
+@pytest.mark.parametrize("column", ["v", "at"])
+def test_edges_follow_the_data(pg: oz.Database, column: str) -> None:
+    # 90% of the values in the lowest 10% of the range: even cuts put 90% of the rows in one range
+    skewed = ("select g, case when g % 10 = 0 then 100000 + g * 9 else g % 100000 end as v, "
+              "timestamptz '2024-01-01 00:00+00' + (case when g % 10 = 0 then 100000 + g * 9 else g % 100000 end) "
+              "* interval '1 second' as at from generate_series(1, 200000) as g")
+    partitions = 4
+    cuts = asyncio.run(_cuts(pg, skewed, column, partitions))
+    sizes = [pg.query(f"select count(*) as n from ({skewed}) q where {where}", values).n[0]
+             for where, values in cuts]
+    assert sum(sizes) == 200_000
+    assert max(sizes) <= 2 * 200_000 / partitions, sizes
+    even = pg.query(skewed, partition_on=column, partitions=partitions, edges="even")
+    assert len(even) == 200_000  # even edges stay available, and still read every row
+    parts = pg.query(skewed, partition_on=column, partitions=partitions)
+    assert sorted(parts.g.tolist()) == list(range(1, 200_001))
+
+
+async def _cuts(db: oz.Database, sql: str, column: str, partitions: int) -> list[tuple[str, dict[str, Any]]]:
+    """The WHERE clause of each range a partitioned read of ``sql`` would run (its edges)."""
+    from oriza_toolkit import _loop, snapshot
+
+    async def plan() -> list[tuple[str, dict[str, Any]]]:
+        async with snapshot.hold(db.engine, db.backend) as moment:
+            found = await moment.read(db.backend.partition_bounds(sql, column) or "", None, "frame")
+            low, high, kind, count = found.iloc[0].tolist()
+            bounds = await partitioned._sampled_edges(moment, db.backend, sql, column, kind, None, partitions,
+                                                      int(count), low, high)
+        assert bounds is not None
+        ranges = partitioned._range_queries("select 1", column, None, bounds)
+        return [(query.split(" WHERE ", 1)[1], values) for query, values in ranges]
+
+    return await _loop.arun(plan())

@@ -10,7 +10,7 @@ nothing above it, so the backends and the modules that use them form no import c
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -114,6 +114,13 @@ class Backend(Protocol):
 
     def quantile(self, expression: str, fraction: float) -> str | None:
         """SQL for the ``fraction`` quantile of ``expression`` (linear interpolation), or None."""
+        ...
+
+    def sample_quantiles(self, inner: str, column: str, kind: str, fractions: Sequence[float], *, sampled: bool
+                         ) -> str | None:
+        """SQL giving one row: the ``fractions`` quantiles of ``column``'s values (of type
+        ``kind``) over the query ``inner``, NULL and non-finite values left out; with
+        ``sampled``, of the rows for which ``random() < :_oz_sample``. None: cannot."""
         ...
 
     def can_partition(self, kind: str) -> bool:

@@ -213,6 +213,18 @@ class PostgresBackend:
     def quantile(self, expression: str, fraction: float) -> str:
         return f"percentile_cont({float(fraction)!r}) WITHIN GROUP (ORDER BY {expression})"
 
+    def sample_quantiles(self, inner: str, column: str, kind: str, fractions: Sequence[float], *, sampled: bool
+                         ) -> str:
+        ident = _sql.quote_identifier(column)
+        where = [f"{ident} IS NOT NULL"]
+        if kind in _NOT_ALWAYS_FINITE:
+            where.append(f"({ident})::float8 > '-Infinity'::float8 AND ({ident})::float8 < 'Infinity'::float8")
+        if sampled:
+            where.append("random() < :_oz_sample")
+        quantiles = ", ".join(f"percentile_disc({float(f)!r}) WITHIN GROUP (ORDER BY {ident}) AS q{i}"
+                              for i, f in enumerate(fractions))
+        return f"SELECT {quantiles} FROM ({inner}\n) AS _oz_q WHERE {' AND '.join(where)}"
+
     def can_partition(self, kind: str) -> bool:
         return kind in _PARTITION_TYPES
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Hashable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Hashable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
@@ -91,6 +91,10 @@ class SQLiteBackend:
 
     def quantile(self, expression: str, fraction: float) -> None:
         return None
+
+    def sample_quantiles(self, inner: str, column: str, kind: str, fractions: Sequence[float], *, sampled: bool
+                         ) -> None:
+        return None  # nothing to split (see partition_bounds)
 
     def can_partition(self, kind: str) -> bool:
         return False
