@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Boolean, Date, DateTime, Float, Integer, Interval, Numeric, String, Time, inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import _sql, queries
@@ -33,9 +34,7 @@ async def profile_table(engine: AsyncEngine, backend: Backend, table: str, schem
     try:
         async with queries.connection(engine, backend) as conn:
             columns = await conn.run_sync(_columns, table, schema)
-    except Exception as error:
-        if "NoSuchTableError" not in type(error).__name__:
-            raise
+    except NoSuchTableError:
         full = f"{schema}.{table}" if schema else table
         raise QueryError("profile", full, f"no table named {full!r}") from None
     target = (f"{_sql.quote_identifier(schema)}." if schema else "") + _sql.quote_identifier(table)
