@@ -101,6 +101,13 @@ def test_consistent_needs_room_for_the_holder(pg_url: str) -> None:
             db.query_many({"a": "select 1"}, consistent=True, max_concurrency=2)
         assert db.query_many({"a": "select 1 as a", "b": "select 2 as b"}, consistent=True,
                              progress=False)["b"].b[0] == 2
+        for _ in range(2):  # both pooled connections are back to read committed, writable
+            state = db.query("select current_setting('transaction_isolation') as i, "
+                             "current_setting('transaction_read_only') as r")
+            assert state.iloc[0].tolist() == ["read committed", "off"]
+        table = f"after_snapshot_{uuid.uuid4().hex[:8]}"
+        db.execute(f"create table {table} (x integer)")
+        db.execute(f"drop table {table}")
 
 
 def test_a_snapshot_whose_holder_was_killed_is_one_line(pg: oz.Database, pg_url: str) -> None:
