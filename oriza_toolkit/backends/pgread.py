@@ -36,6 +36,9 @@ BLOCK_SIZE = 4 << 20
 MAX_ROW_BYTES = 1 << 30
 # A result this small is parsed on the loop: starting a thread costs more.
 INLINE_BYTES = 256 << 10
+# A result this small, of simple types, skips pyarrow's CSV reader (see quick_batch).
+QUICK_BYTES = 64 << 10
+_QUICK_TYPES = frozenset({pa.int16(), pa.int32(), pa.int64(), pa.float32(), pa.float64(), pa.string()})
 # COPY bytes buffered before the parser catches up (then the socket waits).
 PIPE_BYTES = 16 << 20
 # Parsed chunks waiting for a slow consumer of a stream.
@@ -246,6 +249,9 @@ def _last_row_end(chunk: bytes, quoted: int) -> tuple[int, int]:
 
 
 def _batches(source: Any, columns: Sequence[PgColumn]) -> Iterator[pa.RecordBatch]:
+    if isinstance(source, io.BytesIO) and (quick := quick_batch(source.getvalue(), columns)) is not None:
+        yield quick
+        return
     keys = [str(i) for i in range(len(columns))]
     types = {key: col.csv_type for key, col in zip(keys, columns, strict=True)}
     try:
@@ -269,6 +275,35 @@ def _batches(source: Any, columns: Sequence[PgColumn]) -> Iterator[pa.RecordBatc
             raise
         return
     yield from reader
+
+
+def quick_batch(data: bytes, columns: Sequence[PgColumn]) -> pa.RecordBatch | None:
+    """A small result's CSV as the batch pyarrow's CSV reader would make of it, without
+    the reader (its set-up costs more than a few rows take to parse), or None where that
+    cannot be done exactly.
+
+    Exact when no value is quoted (COPY quotes every value holding a comma, a quote, a
+    newline or the NULL marker, and empty strings: without a quote, a comma ends a value,
+    a newline a row, and ``\\N`` is NULL) and every column arrives as text, an integer or a
+    float (arrow's cast from text parses those as the CSV reader does, ``NaN`` and
+    ``Infinity`` too); booleans, dates and times go through the reader.
+    """
+    if len(data) > QUICK_BYTES or not data or b'"' in data or not columns:
+        return None
+    if not all(col.csv_type in _QUICK_TYPES for col in columns):
+        return None
+    lines = data.decode().split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    rows = [line.split(",") for line in lines]
+    if any(len(row) != len(columns) for row in rows):
+        return None
+    try:
+        arrays = [pa.array([None if row[i] == NULL_MARKER else row[i] for row in rows], pa.string()).cast(col.csv_type)
+                  for i, col in enumerate(columns)]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # the reader says what was wrong, in its words
+    return pa.RecordBatch.from_arrays(arrays, names=[str(i) for i in range(len(columns))])
 
 
 def typed_chunk(batch: pa.RecordBatch, columns: Sequence[PgColumn]) -> Chunk:

@@ -153,3 +153,43 @@ def test_rows_without_columns_keep_their_count(pg: oz.Database) -> None:
         assert str(pg.query(f"select 1 as a into {table}")) == "1 row affected"
     finally:
         pg.execute(f"drop table if exists {table}")
+
+
+SMALL_RESULTS = [
+    "select 1 as x",
+    "select v from (values (1::smallint), (null), (-32768)) as t(v)",
+    "select v from (values (9223372036854775807::bigint), (null), (-1)) as t(v)",
+    "select v from (values ('NaN'::float8), ('Infinity'), ('-Infinity'), (1e-300), (null), (-0.0)) as t(v)",
+    "select v from (values (1.5::real), ('NaN'), (null)) as t(v)",
+    "select v from (values ('plain'), (' spaced out '), ('ünï'), ('a,b'), ('say \"hi\"'), (''), ('\\N'), (null)) "
+    "as t(v)",
+    "select 12345678901234567890.5::numeric as n, 'NaN'::numeric as nan, 2::numeric as two",
+    "select '{\"a\": [1, 2]}'::jsonb as j, array[1, 2] as a, '\\x00ff'::bytea as b, "
+    "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid as u, '1 day'::interval as i",
+    "select true as b, date '2024-02-29' as d, time '13:14:15' as t, timestamptz '2024-01-02 03:04:05+02' as ts",
+    "select g, g * 1.5 as f, 'row ' || g as s from generate_series(1, 500) as g",
+    "select from generate_series(1, 2)",
+]
+
+
+@pytest.mark.parametrize("sql", SMALL_RESULTS)
+def test_small_results_skip_the_csv_reader_with_the_same_frame(pg: oz.Database, sql: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    quick = pg.query(sql)
+    arrow_quick = pg.query_arrow(sql)
+    monkeypatch.setattr(pgread, "QUICK_BYTES", 0)  # every result through pyarrow's CSV reader
+    through_reader = pg.query(sql)
+    pd.testing.assert_frame_equal(quick, through_reader)
+    arrow_reader = pg.query_arrow(sql)
+    assert arrow_quick.schema.remove_metadata() == arrow_reader.schema.remove_metadata()
+    assert arrow_quick.num_rows == arrow_reader.num_rows
+    pd.testing.assert_frame_equal(arrow_quick.to_pandas(), arrow_reader.to_pandas())  # NaN equal to NaN here
+
+
+def test_quick_batch_takes_only_what_it_can_parse_exactly() -> None:
+    ints = [pgread.PgColumn("n", "int4")]
+    assert pgread.quick_batch(b"1\n\\N\n-3\n", ints).column(0).to_pylist() == [1, None, -3]
+    assert pgread.quick_batch(b'"a,b"\n', [pgread.PgColumn("s", "text")]) is None  # quoted: the reader
+    assert pgread.quick_batch(b"t\n", [pgread.PgColumn("b", "bool")]) is None  # t/f: the reader's own words
+    assert pgread.quick_batch(b"x\n", ints) is None  # unparseable: the reader says why
+    assert pgread.quick_batch(b"1,2\n", ints) is None
