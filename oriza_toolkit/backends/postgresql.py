@@ -143,9 +143,11 @@ class PostgresBackend:
             if not isinstance(plan, _Copy):
                 yield _without_rows(plan, form)
                 return
-            fixed: list[dict[int, pa.DataType]] = []  # numeric types, fixed by the first chunk
+            fixed: list[dict[int, pa.DataType]] = []  # arrow's numeric types, fixed by the first chunk
 
             def convert(chunks: list[Chunk]) -> Any:
+                if form == "frame":  # numeric becomes floats or Decimals: no decimal type to fix
+                    return from_chunks(chunks, form)
                 if not fixed:
                     fixed.append(stream_decimals(chunks[0]))
                 return from_chunks(chunks, form, fixed[0])
@@ -218,7 +220,7 @@ class PostgresBackend:
         ident = _sql.quote_identifier(column)
         where = [f"{ident} IS NOT NULL"]
         if kind in _NOT_ALWAYS_FINITE:
-            where.append(f"({ident})::float8 > '-Infinity'::float8 AND ({ident})::float8 < 'Infinity'::float8")
+            where.append(_finite(ident))
         if sampled:
             where.append("random() < :_oz_sample")
         quantiles = ", ".join(f"percentile_disc({float(f)!r}) WITHIN GROUP (ORDER BY {ident}) AS q{i}"
@@ -231,11 +233,8 @@ class PostgresBackend:
     def finite_bounds(self, inner: str, column: str, kind: str) -> str | None:
         if kind not in _NOT_ALWAYS_FINITE:
             return None
-        # As float8, NaN sorts above Infinity: both comparisons leave it out (numeric too,
-        # whose NaN and, since PostgreSQL 14, infinities become float8's).
         ident = _sql.quote_identifier(column)
-        return (f"SELECT min({ident}) AS low, max({ident}) AS high FROM ({inner}\n) AS _oz_q "
-                f"WHERE ({ident})::float8 > '-Infinity'::float8 AND ({ident})::float8 < 'Infinity'::float8")
+        return f"SELECT min({ident}) AS low, max({ident}) AS high FROM ({inner}\n) AS _oz_q WHERE {_finite(ident)}"
 
     async def position(self, conn: AsyncConnection) -> str:
         return str((await conn.execute(text(f"SELECT {_POSITION}::text"))).scalar_one())
@@ -331,6 +330,13 @@ def _refused_value(error: BaseException, frame: pd.DataFrame, types: Mapping[str
         given = f"{object_kind(column.dropna()) or 'mixed'} objects"
     return (f"column {name!r} holds a value the table's {types[name]} cannot hold (the frame's column is "
             f"{given}): {_message(error)}")
+
+
+def _finite(ident: str) -> str:
+    """A condition true for the column's finite values only. As float8, NaN sorts above
+    Infinity: both comparisons leave it out (numeric too, whose NaN and, since PostgreSQL
+    14, infinities become float8's)."""
+    return f"({ident})::float8 > '-Infinity'::float8 AND ({ident})::float8 < 'Infinity'::float8"
 
 
 async def _begin_repeatable_read(conn: AsyncConnection) -> None:
