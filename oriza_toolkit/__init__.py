@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import connections
+from .cluster import Partition
 from .config import OrizaWarning, database_url, mask_url
 from .connections import connect
 from .database import Database
@@ -28,6 +29,7 @@ from .errors import (
 )
 from .frames import RowsAffected
 from .settings import settings
+from .snapshot import Snapshot
 from .transaction import Transaction
 
 if TYPE_CHECKING:
@@ -58,10 +60,12 @@ __all__ = [
     "MigrationError",
     "OrizaError",
     "OrizaWarning",
+    "Partition",
     "QueryError",
     "QueryTimeoutError",
     "RowsAffected",
     "SchemaDiffError",
+    "Snapshot",
     "Transaction",
     "WriteError",
     "__version__",

@@ -14,13 +14,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
 from .errors import OrizaError
 
-__all__ = ["Progress", "arun", "in_loop_thread", "run", "submit"]
+__all__ = ["Progress", "arun", "in_loop_thread", "run", "submit", "submit_quietly"]
 
 T = TypeVar("T")
 
@@ -65,6 +65,13 @@ def in_loop_thread() -> bool:
 def submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
     """Schedule ``coro`` on the loop; the returned future is safe to wait on anywhere."""
     return asyncio.run_coroutine_threadsafe(coro, _get_loop())
+
+
+def submit_quietly(make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    """Schedule ``make()`` on the loop from any thread (a finalizer's too), its outcome
+    ignored: for giving connections back when their owner is dropped."""
+    with contextlib.suppress(Exception):  # the interpreter may be exiting
+        asyncio.run_coroutine_threadsafe(make(), _get_loop())
 
 
 def run(coro: Coroutine[Any, Any, T], progress: Progress | None = None) -> T:

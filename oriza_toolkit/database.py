@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -24,11 +24,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import _loop, partitioned, provenance, snapshot
+from . import _loop, cluster, partitioned, provenance, snapshot
 from . import queries as _queries
 from ._private import pool_max_overflow
 from ._sql import Params, QuerySpec, Statement, parameter_names, split_statements
 from .backends import Form, backend_for
+from .cluster import Partition
 from .config import database_url, mask_url
 from .errors import BatchError, ConfigError, DatabaseConnectionError, OrizaError, QueryError, raised_at_call
 from .parquet import ParquetSink, check_parquet
@@ -36,8 +37,12 @@ from .plots import Plotter
 from .profile import profile_table
 from .progress import BatchProgress, ElapsedTimer
 from .queries import check_batch, check_params, check_statement, check_timeout
+from .snapshot import Snapshot
 from .transaction import Transaction
 from .writes import IfExists, check_write, write_frame
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
 
 __all__ = ["Database"]
 
@@ -83,6 +88,7 @@ class Database:
         self._session = _queries.Session(self.engine, self.backend)
         self._revision: tuple[str | None] | None = None  # the schema revision, once read (see refresh_revision)
         self._streams: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
+        self._snapshots: weakref.WeakSet[Snapshot] = weakref.WeakSet()
         # A Database dropped without close() still gives its connections back.
         self._finalizer = weakref.finalize(self, _dispose, self.engine)
         _open.add(self)
@@ -539,6 +545,88 @@ class Database:
         """
         return await self._arun(self._profile(table, schema))
 
+    async def ato_dask(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str,
+        partitions: int,
+        edges: Literal["quantile", "even"] = "quantile",
+        index: bool = True,
+        snapshot: Snapshot | None = None,
+        consistent: bool = True,
+        url_env: str | None = None,
+    ) -> dd.DataFrame:
+        """A query as a Dask DataFrame of ``partitions`` ranges of ``partition_on``, each read
+        by a Dask worker through the toolkit's own path (``pip install 'oriza_toolkit[dask]'``).
+
+        The edges follow the data (as :meth:`aquery`'s partitioned read); with ``index``
+        the partition column becomes the index, sorted in each partition, and the edges the
+        divisions (unknown when the column has NULLs, NaN or infinities). Every partition
+        reads one snapshot (``consistent``): ``snapshot=`` one of :meth:`snapshot` (the
+        tasks must run while it is held), else one the graph holds until it is dropped.
+        A task fails in one line if it reads another number of rows than its range held
+        when planned. Workers connect with the URL from the environment variable
+        ``url_env`` (default: the ``DATABASE_URL``/``DATABASE_URL_<NAME>`` holding this
+        Database's URL); the password is never in the task graph.
+
+        Example::
+
+            with db.snapshot() as snap:
+                ddf = await db.ato_dask("select * from flights", partition_on="id", partitions=8, snapshot=snap)
+                by_origin = ddf.groupby("origin").dep_delay.mean().compute()
+        """
+
+        request = cluster.request(self, sql, params, partition_on=partition_on, partitions=partitions, edges=edges,
+                                  index=index, snapshot_=snapshot, consistent=consistent, url_env=url_env)
+        try:
+            return request.build(await self._arun(request.plan()))
+        except BaseException:
+            request.abandon()
+            raise
+
+    async def apartitions(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str,
+        partitions: int,
+        edges: Literal["quantile", "even"] = "quantile",
+    ) -> list[Partition]:
+        """The ranges a partitioned read of ``sql`` would use, for engines that read SQL
+        themselves (Spark, Ray): each :class:`~oriza_toolkit.cluster.Partition`'s SQL and
+        parameters, its SQL with the values as literals, its edges and its rows, planned in
+        one snapshot (the engine's own reads are not: see the README).
+
+        Example::
+
+            parts = await db.apartitions("select * from flights", partition_on="id", partitions=8)
+            spark.read.jdbc(url, "flights", predicates=...)  # or one read per part.literal_sql
+        """
+
+        partitioned.check_partitioning(sql, partition_on, partitions, edges)
+        check_params(params)
+        return await self._arun(cluster.apartitions(self, sql, params, partition_on=partition_on,
+                                                    partitions=partitions, edges=edges))
+
+    def snapshot(self) -> Snapshot:
+        """One moment of this database, held from ``with`` (or ``async with``, or
+        ``.open()``) to its end, for reads that start later (:meth:`Snapshot.query`,
+        ``to_dask(..., snapshot=snap)``).
+
+        Example::
+
+            with db.snapshot() as snap:
+                a = snap.query("select sum(x) as s from t where region = 'north'")
+                b = snap.query("select sum(x) as s from t")      # the same moment as a
+        """
+        self._check_open()
+        held = Snapshot(self.engine, self.backend, mask_url(self.url))
+        self._snapshots.add(held)  # close() lets it go if it is still held then
+        return held
+
     async def aclose(self) -> None:
         """Give every pooled connection back to the server."""
         if not self._closed:
@@ -639,6 +727,47 @@ class Database:
         """Blocking :meth:`aquery_many`. Example: ``db.query_many({"a": "select 1 as a"}, consistent=True)``."""
         return self._run(*self._query_many(queries, max_concurrency, timeout, errors, progress, consistent))
 
+    def to_dask(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str,
+        partitions: int,
+        edges: Literal["quantile", "even"] = "quantile",
+        index: bool = True,
+        snapshot: Snapshot | None = None,
+        consistent: bool = True,
+        url_env: str | None = None,
+    ) -> dd.DataFrame:
+        """Blocking :meth:`ato_dask`. Example: ``db.to_dask("select * from flights", partition_on="id",
+        partitions=8).persist()``."""
+
+        request = cluster.request(self, sql, params, partition_on=partition_on, partitions=partitions, edges=edges,
+                                  index=index, snapshot_=snapshot, consistent=consistent, url_env=url_env)
+        try:
+            return request.build(self._run(request.plan()))
+        except BaseException:
+            request.abandon()
+            raise
+
+    def partitions(
+        self,
+        sql: str,
+        params: Params | None = None,
+        *,
+        partition_on: str,
+        partitions: int,
+        edges: Literal["quantile", "even"] = "quantile",
+    ) -> list[Partition]:
+        """Blocking :meth:`apartitions`. Example: ``[p.literal_sql for p in db.partitions("select * from t",
+        partition_on="id", partitions=4)]``."""
+
+        partitioned.check_partitioning(sql, partition_on, partitions, edges)
+        check_params(params)
+        return self._run(cluster.apartitions(self, sql, params, partition_on=partition_on, partitions=partitions,
+                                             edges=edges))
+
     def run_script(self, sql: str, params: Params | None = None, *, timeout: float | None = None
                    ) -> list[pd.DataFrame]:
         """Blocking :meth:`arun_script`. Example: ``db.run_script("set search_path = x; select 1")``."""
@@ -706,6 +835,9 @@ class Database:
         for stream in list(self._streams):  # a checked-out connection outlives dispose(): stop its query
             with contextlib.suppress(Exception):
                 await stream.aclose()
+        for held in list(self._snapshots):
+            with contextlib.suppress(Exception):
+                await held._close()
         await self._session.close()
         await self.engine.dispose()
 
@@ -737,9 +869,7 @@ async def _next(chunks: AsyncGenerator[Any, None]) -> Any:
 
 def _dispose(engine: AsyncEngine) -> None:
     """Close a dropped Database's pooled connections, on the loop they belong to."""
-    with contextlib.suppress(Exception):  # the interpreter may be exiting
-        if not _loop.in_loop_thread():
-            _loop.submit(engine.dispose())
+    _loop.submit_quietly(engine.dispose)
 
 
 @atexit.register

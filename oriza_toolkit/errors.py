@@ -50,6 +50,17 @@ _LABEL_CHARACTERS = 40
 class OrizaError(Exception):
     """Base class of the toolkit's errors."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable whatever a subclass's __init__ takes: a Dask worker's error reaches the client.
+        return _restored, (type(self), self.args, self.__dict__)
+
+
+def _restored(kind: type[OrizaError], args: tuple[Any, ...], state: dict[str, Any]) -> OrizaError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigError(OrizaError):
     """The database URL or a setting cannot be used."""

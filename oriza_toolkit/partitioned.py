@@ -43,11 +43,12 @@ from .config import mask_url
 from .errors import QueryError
 from .frames import from_chunks, rows
 
-__all__ = ["SAMPLE_ROWS", "Source", "check_partitioning", "even_edges", "read"]
+__all__ = ["SAMPLE_ROWS", "Plan", "Source", "check_partitioning", "even_edges", "miscounted", "plan", "range_counts",
+           "read"]
 
 # How long a partitioned read waits for a lagging replica to catch up before refusing it.
 REPLICA_WAIT_SECONDS = 10.0
-# Parameter names the range queries add to the user's.
+# Parameter names the range queries add to the user's (every name starting _oz_ is reserved).
 _LOW, _HIGH, _SAMPLE = "_oz_low", "_oz_high", "_oz_sample"
 # About how many rows the quantiles that set the edges are taken from.
 SAMPLE_ROWS = 100_000
@@ -71,6 +72,53 @@ def check_partitioning(sql: object, partition_on: object, partitions: object, ed
         raise ValueError(f"partitions must be a whole number of at least 1, not {partitions!r}")
     if not isinstance(sql, str):
         raise TypeError("partitioned reads take SQL text, not a SQLAlchemy statement")
+    reserved = sorted(name for name in _sql.parameter_names(sql) if name.startswith("_oz_"))
+    if reserved:
+        raise ValueError(f"query uses the parameter name :{reserved[0]}; names starting with _oz_ are reserved "
+                         "for partitioned reads")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a partitioned read splits its query: the range queries (SQL and parameters),
+    the edges between them (``edges[0]`` the column's lowest value, ``edges[-1]`` its
+    highest; a range is ``[edges[i], edges[i+1])``, the first open below, the last open
+    above), the query's row count, and whether every row's value lies within the edges
+    (no NULL, NaN or infinity: only then do the ranges sort the rows)."""
+
+    ranges: list[tuple[str, dict[str, Any]]]
+    edges: list[Any]
+    count: int
+    bounded: bool
+
+
+async def plan(moment: snapshot.Moment, sql: str, params: Params | None, *, column: str, partitions: int,
+               edges: str = "quantile") -> Plan | None:
+    """The ranges of ``sql`` over ``column`` as the snapshot ``moment`` sees it, or None
+    where it cannot be split (a dialect that reads whole, no rows, only NULLs)."""
+    backend = moment.backend
+    inner = _sql.parse(sql).sql  # without a trailing ";" (and the comments after it)
+    bounds = backend.partition_bounds(inner, column)
+    if bounds is None:
+        return None
+    found = await moment.read(bounds, params, "frame")
+    low, high, kind = found["low"].iloc[0], found["high"].iloc[0], str(found["kind"].iloc[0])
+    count, present = int(found["n"].iloc[0]), int(found["present"].iloc[0])
+    if not backend.can_partition(kind):
+        raise QueryError("query", sql, f"partition_on column {column!r} is {kind}; partition on a number, "
+                         "date or timestamp column")
+    bounded = present == count and _is_finite(low) and _is_finite(high)
+    finite = backend.finite_bounds(inner, column, kind)
+    if finite is not None and not (_is_finite(low) and _is_finite(high)):
+        found = await moment.read(finite, params, "frame")
+        low, high = found["low"].iloc[0], found["high"].iloc[0]
+    if pd.isna(low):  # no rows, or only NULLs (or NaN, or infinities)
+        return None
+    cut = even_edges(low, high, partitions)
+    if edges == "quantile" and len(cut) > 2:
+        cut = await _sampled_edges(moment, backend, inner, column, kind, params, partitions, count, low, high) or cut
+    cut = [_plain(value) for value in cut]
+    return Plan(_range_queries(inner, column, params, cut), cut, count, bounded)
 
 
 async def read(sources: Sequence[Source], sql: str, params: Params | None, *, column: str, partitions: int,
@@ -79,43 +127,22 @@ async def read(sources: Sequence[Source], sql: str, params: Params | None, *, co
     ``sources`` (the first also finds the bounds), in ``form``; the same columns and
     dtypes as one read."""
     first = sources[0]
-    if set(_sql.parameter_names(sql)) & {_LOW, _HIGH, _SAMPLE}:
-        raise ValueError(f"query uses a parameter name reserved for partitioned reads (:{_LOW}, :{_HIGH}, "
-                         f":{_SAMPLE})")
-    inner = _sql.parse(sql).sql  # without a trailing ";" (and the comments after it)
-    bounds = first.backend.partition_bounds(inner, column)
     async with queries.running("query", sql, timeout, first.engine, first.backend):
-        if bounds is None:
-            return await queries.fetch_frame(first.engine, first.backend, sql, params, form=form)
         async with snapshot.hold(first.engine, first.backend) as moment:
-            found = await moment.read(bounds, params, "frame")
-            low, high, kind = found["low"].iloc[0], found["high"].iloc[0], str(found["kind"].iloc[0])
-            count = int(found["n"].iloc[0])
-            if not first.backend.can_partition(kind):
-                raise QueryError("query", sql, f"partition_on column {column!r} is {kind}; partition on a number, "
-                                 "date or timestamp column")
-            finite = first.backend.finite_bounds(inner, column, kind)
-            if finite is not None and not (_is_finite(low) and _is_finite(high)):
-                found = await moment.read(finite, params, "frame")
-                low, high = found["low"].iloc[0], found["high"].iloc[0]
-            if pd.isna(low):  # no rows, or only NULLs (or NaN, or infinities)
+            split = await plan(moment, sql, params, column=column, partitions=partitions, edges=edges)
+            if split is None:
                 return await moment.read(sql, params, form)
-            bounds_at = even_edges(low, high, partitions)
-            if edges == "quantile" and len(bounds_at) > 2:
-                bounds_at = await _sampled_edges(moment, first.backend, inner, column, kind, params, partitions, count,
-                                                 low, high) or bounds_at
-            ranges = _range_queries(inner, column, params, bounds_at)
-            servers = sources[: len(ranges)]
+            servers = sources[: len(split.ranges)]
             if len(servers) > 1:
                 await _caught_up(first, servers[1:])
-            parts = await _gather(servers, ranges, moment.read)
+            parts = await _gather(servers, split.ranges, moment.read)
         read = sum(chunk.batch.num_rows for part in parts for chunk in part)
-        if read != count:
-            raise QueryError("query", sql, _miscounted(read, count, len(servers) > 1))
+        if read != split.count:
+            raise QueryError("query", sql, miscounted(read, split.count, len(servers) > 1))
         return await asyncio.to_thread(_combine, parts, form)  # CPU work: off the loop
 
 
-def _miscounted(read: int, count: int, several: bool) -> str:
+def miscounted(read: int, count: int, several: bool) -> str:
     why = ("its servers saw different rows (the tables changed during the read, and replicas share no snapshot); "
            "read without replicas for one consistent moment") if several else (
            "its rows differ from one run to the next (random(), now(), LIMIT without ORDER BY, ...); "
@@ -144,7 +171,7 @@ async def _caught_up(first: Source, replicas: Sequence[Source]) -> None:
                              f"{REPLICA_WAIT_SECONDS:g} s); its ranges would miss rows: read without it, or later")
 
 
-async def _sampled_edges(moment: snapshot.Snapshot, backend: Backend, inner: str, column: str, kind: str,
+async def _sampled_edges(moment: snapshot.Moment, backend: Backend, inner: str, column: str, kind: str,
                          params: Params | None, partitions: int, count: int, low: Any, high: Any) -> list[Any] | None:
     """``low``, the quantiles that cut a sample of the column's values into ``partitions``
     equal parts, ``high``: ranges of about equal rows however the values are spread (a
@@ -156,8 +183,11 @@ async def _sampled_edges(moment: snapshot.Snapshot, backend: Backend, inner: str
         return None
     sample = {_SAMPLE: SAMPLE_ROWS / count} if count > SAMPLE_ROWS else {}
     found = await moment.read(sql, {**(params or {}), **sample}, "frame")
-    cuts = sorted({_plain(v) for v in found.iloc[0].tolist() if not pd.isna(v)})
-    return [_plain(low), *cuts, _plain(high)] if cuts else None
+    low, high = _plain(low), _plain(high)
+    # Only cuts strictly inside: a cut at the lowest (or highest) value would make a range
+    # of NULLs only (or of one value), and the edges must rise for Dask's divisions.
+    cuts = sorted({cut for v in found.iloc[0].tolist() if not pd.isna(v) and low < (cut := _plain(v)) < high})
+    return [low, *cuts, high] if cuts else None
 
 
 def _plain(value: Any) -> Any:
@@ -203,6 +233,24 @@ def _range_queries(inner: str, column: str, params: Params | None, bounds: list[
     ranges.append((f"{ident} >= :{_LOW}", {_LOW: cuts[-1]}))
     return [(f"SELECT * FROM ({inner}\n) AS _oz_q WHERE {where}", {**(params or {}), **values})
             for where, values in ranges]
+
+
+async def range_counts(moment: snapshot.Moment, sql: str, params: Params | None, column: str, edges: list[Any]
+                       ) -> list[int]:
+    """How many rows each range of :func:`plan`'s ``edges`` holds, in one pass over the query."""
+    ident = _sql.quote_identifier(column)
+    cuts = {f"_oz_c{i}": cut for i, cut in enumerate(edges[1:-1])}
+    if not cuts:
+        return [int((await moment.read(f"SELECT count(*) AS n FROM ({_sql.parse(sql).sql}\n) AS _oz_q", params,
+                                       "frame"))["n"].iloc[0])]
+    names = list(cuts)
+    conditions = [f"{ident} < :{names[0]} OR {ident} IS NULL"]
+    conditions += [f"{ident} >= :{start} AND {ident} < :{end}" for start, end in itertools.pairwise(names)]
+    conditions.append(f"{ident} >= :{names[-1]}")
+    counts = ", ".join(f"count(*) FILTER (WHERE {where}) AS n{i}" for i, where in enumerate(conditions))
+    found = await moment.read(f"SELECT {counts} FROM ({_sql.parse(sql).sql}\n) AS _oz_q", {**(params or {}), **cuts},
+                              "frame")
+    return [int(n) for n in found.iloc[0].tolist()]
 
 
 def _is_finite(value: Any) -> bool:

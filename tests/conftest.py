@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from sqlalchemy.engine import make_url
@@ -23,6 +27,9 @@ from .pgcluster import Bouncer, Cluster, Standby, have_pgbouncer
 TYPED_ROWS = 200_000
 TYPED_TABLE = "oz_typed"
 READER_PASSWORD = "reader-pw-Q9"
+# The accounts fixture's table: ACCOUNTS rows whose balances always sum to TOTAL.
+ACCOUNTS = 20_000
+TOTAL = ACCOUNTS * 1_000
 
 
 @pytest.fixture(scope="session")
@@ -185,3 +192,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.kernel)
         elif not on_server:
             item.add_marker(pytest.mark.fast)
+
+
+@pytest.fixture
+def accounts(pg: oz.Database, pg_url: str) -> Iterator[str]:
+    """A table whose balances always sum to TOTAL, while a writer moves money between its
+    first and its last accounts in many small transactions."""
+    table = f"accounts_{uuid.uuid4().hex[:8]}"
+    pg.execute(f"create table {table} as select g as id, 1000::bigint as balance from generate_series(1, {ACCOUNTS}) g")
+    pg.execute(f"alter table {table} add primary key (id)")
+    stop = threading.Event()
+    moved = threading.Event()
+
+    async def move() -> None:
+        conn = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            while not stop.is_set():
+                low, high = random.randint(1, 500), random.randint(ACCOUNTS - 500, ACCOUNTS)
+                amount = random.randint(1, 99)
+                async with conn.transaction():
+                    await conn.execute(f"update {table} set balance = balance - $1 where id = $2", amount, low)
+                    await conn.execute(f"update {table} set balance = balance + $1 where id = $2", amount, high)
+                moved.set()
+        finally:
+            await conn.close()
+
+    writer = threading.Thread(target=lambda: asyncio.run(move()))
+    writer.start()
+    try:
+        assert moved.wait(10)
+        yield table
+    finally:
+        stop.set()
+        writer.join()
+        pg.execute(f"drop table {table}")

@@ -2,53 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
-import threading
 import uuid
-from collections.abc import Iterator
 
-import asyncpg
 import pytest
 
 import oriza_toolkit as oz
 
-ACCOUNTS = 20_000
-TOTAL = ACCOUNTS * 1_000
-
-
-@pytest.fixture
-def accounts(pg: oz.Database, pg_url: str) -> Iterator[str]:
-    """A table whose balances always sum to TOTAL, while a writer moves money between its
-    first and its last accounts in many small transactions."""
-    table = f"accounts_{uuid.uuid4().hex[:8]}"
-    pg.execute(f"create table {table} as select g as id, 1000::bigint as balance from generate_series(1, {ACCOUNTS}) g")
-    pg.execute(f"alter table {table} add primary key (id)")
-    stop = threading.Event()
-    moved = threading.Event()
-
-    async def move() -> None:
-        conn = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
-        try:
-            while not stop.is_set():
-                low, high = random.randint(1, 500), random.randint(ACCOUNTS - 500, ACCOUNTS)
-                amount = random.randint(1, 99)
-                async with conn.transaction():
-                    await conn.execute(f"update {table} set balance = balance - $1 where id = $2", amount, low)
-                    await conn.execute(f"update {table} set balance = balance + $1 where id = $2", amount, high)
-                moved.set()
-        finally:
-            await conn.close()
-
-    writer = threading.Thread(target=lambda: asyncio.run(move()))
-    writer.start()
-    try:
-        assert moved.wait(10)
-        yield table
-    finally:
-        stop.set()
-        writer.join()
-        pg.execute(f"drop table {table}")
+from .conftest import ACCOUNTS, TOTAL
 
 
 def _sums(db: oz.Database, table: str, consistent: bool) -> int:
@@ -118,8 +78,8 @@ def test_a_snapshot_whose_holder_was_killed_is_one_line(pg: oz.Database, pg_url:
                                consistent=True, errors="return", progress=False, max_concurrency=1)
         late = frames["late"]
         assert isinstance(late, oz.QueryError), late
-        assert "the snapshot is gone: its holding transaction ended (was it killed by " \
-               "idle_in_transaction_session_timeout?)" in str(late)
+        assert "the snapshot is gone: its holder ended (its `with db.snapshot()` block closed, or " \
+               "idle_in_transaction_session_timeout ended it)" in str(late)
         assert db.query("select 1 as x").x[0] == 1
 
 

@@ -100,7 +100,8 @@ class Backend(Protocol):
         ...
 
     def partition_bounds(self, inner: str, column: str) -> str | None:
-        """SQL giving one row ``(low, high, kind, n)`` of ``column`` over the query ``inner`` (n: its rows),
+        """SQL giving one row ``(low, high, kind, n, present)`` of ``column`` over the query ``inner`` (n: its
+        rows; present: those where ``column`` is not NULL),
         or None where the dialect reads a result whole (nothing to split)."""
         ...
 
@@ -130,6 +131,11 @@ class Backend(Protocol):
     def finite_bounds(self, inner: str, column: str, kind: str) -> str | None:
         """SQL giving one row ``(low, high)`` of ``column``'s finite values (no NaN, no
         infinities), for a ``kind`` that has others; None where it has none."""
+        ...
+
+    async def literal_sql(self, conn: AsyncConnection, sql: str, params: Params | None) -> str | None:
+        """``sql`` with each parameter written as a literal the server itself rendered (for
+        tools that take SQL text only), or None where the dialect cannot."""
         ...
 
     async def position(self, conn: AsyncConnection) -> str | None:

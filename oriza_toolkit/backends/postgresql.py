@@ -48,6 +48,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from .. import _sql
+from .._sql import Params
 from ..config import DEFAULT_CONNECT_TIMEOUT, asyncpg_connect_args
 from ..errors import MigrationError, QueryError
 from ..frames import Chunk, Form, RowsAffected, frame_from_rows, from_chunks, object_kind, stream_decimals
@@ -204,7 +205,7 @@ class PostgresBackend:
     def partition_bounds(self, inner: str, column: str) -> str:
         ident = _sql.quote_identifier(column)
         return (f"SELECT min({ident}) AS low, max({ident}) AS high, pg_typeof(min({ident}))::text AS kind, "
-                f"count(*) AS n FROM ({inner}\n) AS _oz_q")
+                f"count(*) AS n, count({ident}) AS present FROM ({inner}\n) AS _oz_q")
 
     def stddev(self, expression: str) -> str:
         return f"stddev_samp({expression})"
@@ -235,6 +236,11 @@ class PostgresBackend:
             return None
         ident = _sql.quote_identifier(column)
         return f"SELECT min({ident}) AS low, max({ident}) AS high FROM ({inner}\n) AS _oz_q WHERE {_finite(ident)}"
+
+    async def literal_sql(self, conn: AsyncConnection, sql: str, params: Params | None) -> str:
+        """The values as the server's own typed literals (as a COPY of the query gets them)."""
+        statement, args, names = _positional(sql, params, conn.dialect)
+        return (await _render(await _driver(conn), statement, args, names))[0]
 
     async def position(self, conn: AsyncConnection) -> str:
         return str((await conn.execute(text(f"SELECT {_POSITION}::text"))).scalar_one())

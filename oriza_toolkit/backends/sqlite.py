@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncResult, create_async_engine
 
 from .. import _sql
+from .._sql import Params
 from ..config import DEFAULT_CONNECT_TIMEOUT
 from ..frames import Form, RowsAffected, frame_from_rows, holds_dates, json_texts, object_kind
 from .base import TableLoaded, write_each
@@ -101,6 +102,9 @@ class SQLiteBackend:
 
     def finite_bounds(self, inner: str, column: str, kind: str) -> None:
         return None
+
+    async def literal_sql(self, conn: AsyncConnection, sql: str, params: Params | None) -> str | None:
+        return None if params else sql
 
     async def position(self, conn: AsyncConnection) -> None:
         return None
