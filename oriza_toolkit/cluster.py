@@ -24,13 +24,17 @@ import os
 import threading
 import uuid
 import weakref
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import pandas as pd
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import _sql, partitioned, queries, snapshot
 from ._sql import Params
+from .backends import Backend
 from .config import _dotenv_value, database_url, mask_url
 from .errors import ConfigError, QueryError
 from .frames import rows
@@ -39,15 +43,33 @@ from .settings import settings
 if TYPE_CHECKING:
     import dask.dataframe as dd
 
-    from .database import Database
-
 __all__ = ["Partition", "Where", "apartitions", "request", "where"]
+
+T = TypeVar("T")
+
+
+class Database(Protocol):
+    """What this module uses of ``database.Database`` (which imports this module)."""
+
+    url: URL
+    engine: AsyncEngine
+    backend: Backend
+
+    @property
+    def closed(self) -> bool: ...
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T: ...
+
+    def snapshot(self) -> snapshot.Snapshot: ...
+
 
 # Databases that built a graph, by the token the graph names them with (tasks run by a
 # local scheduler use them), and the Databases a worker process opened, by their URL's source.
 _local: weakref.WeakValueDictionary[str, Database] = weakref.WeakValueDictionary()
 _opened: dict[str, Database] = {}
 _opening = threading.Lock()
+# How a worker opens a Database from a URL: ``database.py`` (which imports this module) installs it.
+open_database: Callable[[str], Database] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,13 +115,12 @@ class Where:
         with _opening:
             found = _opened.get(key)
             if found is None or found.closed:
-                from .database import Database  # that module imports this one
-
+                assert open_database is not None
                 url = self.url or os.environ.get(key) or _dotenv_value(key)
                 if not url:
                     raise ConfigError(f"this Dask worker cannot reach {self.shown}: {key} is not set in its "
                                       "environment (or .env)")
-                found = _opened[key] = Database(url)
+                found = _opened[key] = open_database(url)
             if mask_url(found.url) != self.shown:
                 raise ConfigError(f"{key} on this Dask worker is {mask_url(found.url)}, not {self.shown} the graph "
                                   "was planned on")

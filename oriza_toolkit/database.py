@@ -872,6 +872,9 @@ def _dispose(engine: AsyncEngine) -> None:
     _loop.submit_quietly(engine.dispose)
 
 
+cluster.open_database = Database
+
+
 @atexit.register
 def _close_all() -> None:
     for db in list(_open):

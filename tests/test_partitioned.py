@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -139,29 +137,11 @@ def test_edges_follow_the_data(pg: oz.Database, column: str) -> None:
               "timestamptz '2024-01-01 00:00+00' + (case when g % 10 = 0 then 100000 + g * 9 else g % 100000 end) "
               "* interval '1 second' as at from generate_series(1, 200000) as g")
     partitions = 4
-    cuts = asyncio.run(_cuts(pg, skewed, column, partitions))
-    sizes = [pg.query(f"select count(*) as n from ({skewed}) q where {where}", values).n[0]
-             for where, values in cuts]
-    assert sum(sizes) == 200_000
+    ranges = pg.partitions(skewed, partition_on=column, partitions=partitions)
+    sizes = [len(pg.query(part.sql, part.params)) for part in ranges]
+    assert sizes == [part.rows for part in ranges] and sum(sizes) == 200_000
     assert max(sizes) <= 2 * 200_000 / partitions, sizes
     even = pg.query(skewed, partition_on=column, partitions=partitions, edges="even")
     assert len(even) == 200_000  # even edges stay available, and still read every row
     parts = pg.query(skewed, partition_on=column, partitions=partitions)
     assert sorted(parts.g.tolist()) == list(range(1, 200_001))
-
-
-async def _cuts(db: oz.Database, sql: str, column: str, partitions: int) -> list[tuple[str, dict[str, Any]]]:
-    """The WHERE clause of each range a partitioned read of ``sql`` would run (its edges)."""
-    from oriza_toolkit import _loop, snapshot
-
-    async def plan() -> list[tuple[str, dict[str, Any]]]:
-        async with snapshot.hold(db.engine, db.backend) as moment:
-            found = await moment.read(db.backend.partition_bounds(sql, column) or "", None, "frame")
-            low, high, kind, count = found.iloc[0].tolist()
-            bounds = await partitioned._sampled_edges(moment, db.backend, sql, column, kind, None, partitions,
-                                                      int(count), low, high)
-        assert bounds is not None
-        ranges = partitioned._range_queries("select 1", column, None, bounds)
-        return [(query.split(" WHERE ", 1)[1], values) for query, values in ranges]
-
-    return await _loop.arun(plan())
