@@ -5,6 +5,8 @@ default configuration, TLS (sslmode=verify-full) and a read-only role without TE
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -144,6 +146,26 @@ def test_consistent_batches_and_partitioned_reads(server: oz.Database) -> None:
     assert frames["n"].n[0] == len(frames["rows"]) == 20_000
     parts = server.query(sql, {"n": 20_000}, partition_on="id", partitions=3)
     assert sorted(parts.id.tolist()) == list(range(1, 20_001))
+    assert server.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_to_dask_and_partitions(server: oz.Database) -> None:
+    """Dask's tasks import the snapshot on pooled connections: on a standby, through
+    pgbouncer's transaction mode and as a read-only role too."""
+    sql = f"select id, amount from {TYPED_TABLE} where id <= :n"
+    ddf = server.to_dask(sql, {"n": 20_000}, partition_on="id", partitions=3)
+    assert ddf.known_divisions and ddf.divisions[0] == 1 and ddf.divisions[-1] == 20_000
+    frame = ddf.compute(scheduler="threads")
+    assert frame.index.tolist() == list(range(1, 20_001))
+    pd.testing.assert_frame_equal(frame.reset_index(), server.query(sql + " order by id", {"n": 20_000}))
+    parts = server.partitions(sql, {"n": 20_000}, partition_on="id", partitions=3)
+    assert [len(server.query(part.literal_sql or "")) for part in parts] == [part.rows for part in parts]
+    assert sum(part.rows for part in parts) == 20_000
+    del ddf  # its snapshot goes back with it (on the toolkit's loop, a moment later)
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while server.engine.pool.checkedout() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.02)
     assert server.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
