@@ -15,7 +15,10 @@ round by round and reporting the median and range:
 - 8 concurrent ``pg_sleep(0.5)`` through ``query_many`` against asyncpg gather;
 - writes of both frames against ``to_sql`` and ``adbc_ingest``;
 - 20,000,000 narrow rows to Parquet (peak memory, fresh process);
-- SQLite (the embedded default): 1M rows read and written against pandas on sqlite3.
+- SQLite (the embedded default): 1M rows read and written against pandas on sqlite3;
+- 10,000,000 rows into a Dask DataFrame on two worker processes, persisted: to_dask against
+  dask's read_sql_query and connectorx reading the same ranges as tasks, with peak memory
+  per worker (``--only dask`` runs just this).
 
 Usage::
 
@@ -378,10 +381,80 @@ def sqlite(repeat: int) -> list[str]:
             + table_rows("SQLite: write 1,000,000 rows, seconds", written))
 
 
+DASK_TABLE = """
+DROP TABLE IF EXISTS events;
+CREATE TABLE events AS
+SELECT g AS id, (g % 1000)::int AS kind, g / 3.0::double precision AS score, 'event ' || (g % 100000) AS name,
+       timestamptz '2020-01-01 00:00+00' + g * interval '1 second' AS at
+FROM generate_series(1, {rows}) AS g;
+"""
+
+
+def dask_reads(url: str, repeat: int, rows: int, partitions: int = 8) -> list[str]:
+    """``rows`` rows into a Dask DataFrame kept on two worker processes (``.persist()``):
+    to_dask against dask's read_sql_query and connectorx reading the same ranges as tasks;
+    seconds, and each tool's peak memory per worker (workers restarted before each run)."""
+    import dask.dataframe as dd
+    import sqlalchemy as sa
+    from distributed import Client, LocalCluster, wait
+
+    with oz.connect(url) as db:
+        for statement in DASK_TABLE.format(rows=rows).split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.run_script("VACUUM ANALYZE events")
+    plain = dsn(url)
+    os.environ["DATABASE_URL"] = url  # the workers find the URL here; the task graph holds no password
+    events = sa.table("events", *(sa.column(c) for c in ("id", "kind", "score", "name", "at")))
+    db = oz.connect(url)
+
+    def toolkit() -> Any:
+        return db.to_dask("select * from events", partition_on="id", partitions=partitions)
+
+    def read_sql_query() -> Any:
+        return dd.read_sql_query(sa.select(events), plain.replace("postgresql://", "postgresql+psycopg2://"),
+                                 index_col="id", npartitions=partitions)
+
+    def connectorx_ranges() -> Any:
+        import connectorx as cx
+
+        parts = db.partitions("select * from events", partition_on="id", partitions=partitions, edges="even")
+        return dd.from_map(lambda sql: cx.read_sql(plain, sql, return_type="pandas"),
+                           [part.literal_sql for part in parts])
+
+    tools: dict[str, Callable[[], Any]] = {"oriza_toolkit to_dask": toolkit,
+                                           "dask read_sql_query (psycopg2)": read_sql_query}
+    try:
+        import connectorx  # noqa: F401
+
+        tools["connectorx per range (from_map)"] = connectorx_ranges
+    except ImportError:
+        print("connectorx not installed: skipped", file=sys.stderr)
+    times: dict[str, list[float]] = {name: [] for name in tools}
+    memory: dict[str, list[float]] = {name: [] for name in tools}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        for _ in range(repeat):
+            for name, build in tools.items():
+                client.restart()
+                start = time.perf_counter()
+                frame = build().persist()
+                wait(frame)
+                times[name].append(time.perf_counter() - start)
+                assert len(frame) == rows, (name, len(frame))
+                memory[name].append(max(client.run(high_water_mb).values()))
+                del frame
+    db.close()
+    return table_rows(f"{rows:,} rows into Dask on 2 worker processes ({partitions} partitions, persisted), seconds",
+                      times, extra={name: f"{statistics.median(v):.0f} MB" for name, v in memory.items()})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--parquet-rows", type=int, default=20_000_000)
+    parser.add_argument("--dask-rows", type=int, default=10_000_000)
+    parser.add_argument("--only", choices=["dask"], help="run only this section")
     args = parser.parse_args()
     cluster = None
     url = os.environ.get("BENCH_DATABASE_URL")
@@ -391,6 +464,9 @@ def main() -> None:
     lines = [f"Machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, pandas {pd.__version__}; "
              f"medians of {args.repeat} interleaved runs"]
     try:
+        if args.only == "dask":
+            print("\n".join(lines + dask_reads(url, args.repeat, args.dask_rows)))
+            return
         print("loading pgbench -s 10 and the mixed table ...", file=sys.stderr)
         load(url)
         for table, sql in TABLES.items():
@@ -419,6 +495,7 @@ def main() -> None:
         lines += writes(url, args.repeat)
         lines.append("\n### Streaming to Parquet\n\n" + parquet_memory(url, args.parquet_rows))
         lines += sqlite(args.repeat)
+        lines += dask_reads(url, min(args.repeat, 3), args.dask_rows)
         print("\n".join(lines))
     finally:
         if cluster:

@@ -19,6 +19,7 @@ schedulers) uses the Database itself.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import threading
@@ -32,7 +33,7 @@ import pandas as pd
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import _sql, partitioned, queries, snapshot
+from . import _loop, _sql, partitioned, queries, snapshot
 from ._sql import Params
 from .backends import Backend
 from .config import _dotenv_value, database_url, mask_url
@@ -68,6 +69,9 @@ class Database(Protocol):
 _local: weakref.WeakValueDictionary[str, Database] = weakref.WeakValueDictionary()
 _opened: dict[str, Database] = {}
 _opening = threading.Lock()
+# How long a snapshot the graph owns is held after the graph is dropped (its persisted
+# tasks may still be queued); later tasks fail in one line ("the snapshot is gone").
+OWNED_SNAPSHOT_GRACE_SECONDS = 300.0
 # How a worker opens a Database from a URL: ``database.py`` (which imports this module) installs it.
 open_database: Callable[[str], Database] | None = None
 
@@ -164,18 +168,18 @@ class _Range:
 
 
 class _ReadRange:
-    """A Dask task's function: read one range on the worker (picklable; the snapshot's
-    owner, when the graph owns it, stays in the client's process)."""
+    """A Dask task's function: read one range on the worker (picklable). A snapshot the
+    graph owns stays in the client's process, held while this function is referenced
+    there and :data:`OWNED_SNAPSHOT_GRACE_SECONDS` after: ``.persist()`` drops the graph
+    at once, while its tasks have yet to run."""
 
     def __init__(self, where: Where, snapshot_id: str | None, index: str | None, owner: snapshot.Snapshot | None
                  ) -> None:
         self.where = where
         self.snapshot_id = snapshot_id
         self.index = index
-        self.owner = owner
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "owner": None}
+        if owner is not None:
+            weakref.finalize(self, _loop.submit_quietly, functools.partial(_close_later, owner))
 
     def __call__(self, part: _Range) -> pd.DataFrame:
         db = self.where.database()
@@ -191,6 +195,11 @@ class _ReadRange:
                              f"the read was planned: {why}")
         frame.attrs = {}
         return _indexed(frame, self.index)
+
+
+async def _close_later(owner: snapshot.Snapshot) -> None:
+    await asyncio.sleep(OWNED_SNAPSHOT_GRACE_SECONDS)
+    await owner._close()
 
 
 def _indexed(frame: pd.DataFrame, index: str | None) -> pd.DataFrame:

@@ -565,7 +565,8 @@ class Database:
         the partition column becomes the index, sorted in each partition, and the edges the
         divisions (unknown when the column has NULLs, NaN or infinities). Every partition
         reads one snapshot (``consistent``): ``snapshot=`` one of :meth:`snapshot` (the
-        tasks must run while it is held), else one the graph holds until it is dropped.
+        tasks must run while it is held), else one the graph holds until it is dropped and
+        five minutes after (for tasks ``.persist()`` left queued).
         A task fails in one line if it reads another number of rows than its range held
         when planned. Workers connect with the URL from the environment variable
         ``url_env`` (default: the ``DATABASE_URL``/``DATABASE_URL_<NAME>`` holding this

@@ -14,9 +14,10 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, wait
 
 import oriza_toolkit as oz
+from oriza_toolkit import cluster
 
 from .conftest import ACCOUNTS, TOTAL
 
@@ -151,7 +152,18 @@ def _holders(db: oz.Database) -> int:
                         "and query = 'SELECT pg_export_snapshot()'").n[0])
 
 
-def test_a_graph_holds_its_snapshot_until_it_is_dropped(pg_url: str, events: str) -> None:
+def test_a_persisted_graph_reads_its_snapshot_after_the_graph_is_gone(client: Client, pg_url: str,
+                                                                      accounts: str) -> None:
+    with oz.connect(pg_url) as db:
+        kept = db.to_dask(f"select * from {accounts}", partition_on="id", partitions=4).persist()
+        gc.collect()  # the graph that owned the snapshot is gone; its tasks may not have run yet
+        wait(kept)
+        assert int(kept.balance.sum().compute()) == TOTAL
+
+
+def test_a_graph_holds_its_snapshot_until_it_is_dropped(pg_url: str, events: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "OWNED_SNAPSHOT_GRACE_SECONDS", 0.2)
     with oz.connect(pg_url) as db:
         before = _holders(db)
         ddf = db.to_dask(f"select id from {events}", partition_on="id", partitions=2)
