@@ -71,7 +71,7 @@ _opened: dict[str, Database] = {}
 _opening = threading.Lock()
 # How long a snapshot the graph owns is held after the graph is dropped (its persisted
 # tasks may still be queued); later tasks fail in one line ("the snapshot is gone").
-OWNED_SNAPSHOT_GRACE_SECONDS = 300.0
+OWNED_SNAPSHOT_GRACE_SECONDS = 60.0
 # How a worker opens a Database from a URL: ``database.py`` (which imports this module) installs it.
 open_database: Callable[[str], Database] | None = None
 
@@ -278,8 +278,14 @@ def request(db: Database, sql: str, params: Params | None, *, partition_on: str,
             raise ValueError("snapshot= was taken on another Database")
         if snapshot_.closed:
             raise QueryError("query", sql, "the snapshot is closed; plan the read inside its `with` block")
+        if snapshot_.id is None:
+            raise ValueError("this database's snapshots cannot be shared with other connections (SQLite); "
+                             "leave snapshot= out")
     reach = where(db, url_env)
     owner = db.snapshot().open() if consistent and snapshot_ is None else None
+    if owner is not None and owner.id is None:  # SQLite: one partition, read whole; nothing to hold
+        owner.close()
+        owner = None
     return _Request(db, sql, params, partition_on, partitions, edges, index, snapshot_ or owner, owner, reach)
 
 

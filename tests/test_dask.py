@@ -216,6 +216,9 @@ def test_sqlite_gives_one_partition(client: Client, sqlite_url: str) -> None:
         ddf = db.to_dask("select * from t", partition_on="id", partitions=4)
         assert ddf.npartitions == 1
         pd.testing.assert_frame_equal(ddf.compute().reset_index(), db.query("select * from t"))
+        db.execute("insert into t values (100, 50.0)")  # no snapshot left holding the file
+        with db.snapshot() as snap, pytest.raises(ValueError, match=r"^this database's snapshots cannot be shared"):
+            db.to_dask("select * from t", partition_on="id", partitions=4, snapshot=snap)
 
 
 def test_partitions_for_other_engines(pg_url: str, events: str) -> None:

@@ -92,3 +92,19 @@ def test_sqlite_batches_are_consistent_too(sqlite_url: str) -> None:
         assert frames["n"].n[0] == 2 and frames["s"].s[0] == 3
         db.execute("insert into t values (3)")  # the snapshot's transaction ended: writes go on
         assert db.query("select count(*) as n from t").n[0] == 3
+
+
+def test_a_refused_parameter_leaves_no_transaction_open_on_its_connection(pg_url: str) -> None:
+    """asyncpg's prepare leaves the server in a transaction until the next statement: a value
+    refused after it must not send the connection back to the pool inside it (the next
+    consistent batch's BEGIN ISOLATION LEVEL would fail there)."""
+    with oz.connect(pg_url, pool_size=2, max_overflow=0) as db:
+        for _ in range(2):  # both pooled connections
+            with pytest.raises(oz.QueryError, match="cannot contain NUL characters"):
+                db.query("select :t::text as t", {"t": "a\x00b"})
+        frames = db.query_many({"a": "select 1 as a", "b": "select 2 as b"}, consistent=True, progress=False,
+                               max_concurrency=1)
+        assert frames["b"].b[0] == 2
+        parts = db.partitions("select g from generate_series(1, 10) as g", partition_on="g", partitions=2)
+        assert sum(part.rows for part in parts) == 10
+        assert db.query_many({"a": "select 1 as a"}, consistent=True, progress=False, max_concurrency=1)["a"].a[0] == 1

@@ -240,7 +240,10 @@ class PostgresBackend:
     async def literal_sql(self, conn: AsyncConnection, sql: str, params: Params | None) -> str:
         """The values as the server's own typed literals (as a COPY of the query gets them)."""
         statement, args, names = _positional(sql, params, conn.dialect)
-        return (await _render(await _driver(conn), statement, args, names))[0]
+        driver = await _driver(conn)
+        rendered = (await _render(driver, statement, args, names))[0]
+        await _end_implicit_transaction(driver)
+        return rendered
 
     async def position(self, conn: AsyncConnection) -> str:
         return str((await conn.execute(text(f"SELECT {_POSITION}::text"))).scalar_one())
@@ -506,10 +509,22 @@ async def _render(driver: Any, statement: _Statement, args: list[Any], names: di
     attributes = prepared.get_attributes()
     if not parsed.params:
         return parsed.sql, lambda position: position, attributes
-    literals = await _literals(driver, types, args, names)
+    try:
+        literals = await _literals(driver, types, args, names)
+    except (QueryError, ValueError):
+        await _end_implicit_transaction(driver)
+        raise
     by_key = dict(zip(statement.keys, literals, strict=True))
     sql, original = parsed.render(by_key.__getitem__)
     return sql, original, attributes
+
+
+async def _end_implicit_transaction(driver: Any) -> None:
+    """End the transaction asyncpg's ``prepare`` leaves open on the server (its Parse and
+    Describe end without a Sync): unended, the connection goes back to the pool inside
+    it, and the next ``BEGIN ISOLATION LEVEL ...`` there fails ("SET TRANSACTION
+    ISOLATION LEVEL must be called before any query"). Any statement ends it."""
+    await driver.execute("SELECT")
 
 
 def _without_rows(frame: pd.DataFrame, form: Form) -> Any:
