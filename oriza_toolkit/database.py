@@ -566,7 +566,7 @@ class Database:
         divisions (unknown when the column has NULLs, NaN or infinities). Every partition
         reads one snapshot (``consistent``): ``snapshot=`` one of :meth:`snapshot` (the
         tasks must run while it is held), else one the graph holds until it is dropped and
-        five minutes after (for tasks ``.persist()`` left queued).
+        a minute after (for tasks ``.persist()`` left queued).
         A task fails in one line if it reads another number of rows than its range held
         when planned. Workers connect with the URL from the environment variable
         ``url_env`` (default: the ``DATABASE_URL``/``DATABASE_URL_<NAME>`` holding this
@@ -574,11 +574,10 @@ class Database:
 
         Example::
 
-            with db.snapshot() as snap:
+            async with db.snapshot() as snap:
                 ddf = await db.ato_dask("select * from flights", partition_on="id", partitions=8, snapshot=snap)
                 by_origin = ddf.groupby("origin").dep_delay.mean().compute()
         """
-
         request = cluster.request(self, sql, params, partition_on=partition_on, partitions=partitions, edges=edges,
                                   index=index, snapshot_=snapshot, consistent=consistent, url_env=url_env)
         try:
@@ -606,7 +605,6 @@ class Database:
             parts = await db.apartitions("select * from flights", partition_on="id", partitions=8)
             spark.read.jdbc(url, "flights", predicates=...)  # or one read per part.literal_sql
         """
-
         partitioned.check_partitioning(sql, partition_on, partitions, edges)
         check_params(params)
         return await self._arun(cluster.apartitions(self, sql, params, partition_on=partition_on,
