@@ -89,6 +89,8 @@ class Database:
         self._revision: tuple[str | None] | None = None  # the schema revision, once read (see refresh_revision)
         self._streams: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
         self._snapshots: weakref.WeakSet[Snapshot] = weakref.WeakSet()
+        self._engine_options = dict(engine_options)
+        self._holder_engine: AsyncEngine | None = None  # made on the first snapshot (see snapshot())
         # A Database dropped without close() still gives its connections back.
         self._finalizer = weakref.finalize(self, _dispose, self.engine)
         _open.add(self)
@@ -622,7 +624,9 @@ class Database:
                 b = snap.query("select sum(x) as s from t")      # the same moment as a
         """
         self._check_open()
-        held = Snapshot(self.engine, self.backend, mask_url(self.url))
+        if self._holder_engine is None:
+            self._holder_engine = self.backend.holder_engine(self.url, dict(self._engine_options))
+        held = Snapshot(self.engine, self.backend, mask_url(self.url), self._holder_engine)
         self._snapshots.add(held)  # close() lets it go if it is still held then
         return held
 
@@ -837,6 +841,8 @@ class Database:
         for held in list(self._snapshots):
             with contextlib.suppress(Exception):
                 await held._close()
+        if self._holder_engine is not None:
+            await self._holder_engine.dispose()
         await self._session.close()
         await self.engine.dispose()
 

@@ -101,9 +101,9 @@ class Snapshot:
     :meth:`close`), for reads that start later: :meth:`query` here, and the tasks of
     ``db.to_dask(..., snapshot=snap)`` on other machines. Made by ``db.snapshot()``.
 
-    While open it holds one pooled connection in a read-only transaction (which keeps
-    the server from vacuuming rows the snapshot may still see: close it when done). A
-    read after it closed is a one-line error.
+    While open it holds a connection of its own (on PostgreSQL outside the pool) in a
+    read-only transaction, which keeps the server from vacuuming rows the snapshot may
+    still see: close it when done. A read after it closed is a one-line error.
 
     Example::
 
@@ -113,8 +113,10 @@ class Snapshot:
             assert ddf.balance.sum().compute() == total.s[0]      # the same moment
     """
 
-    def __init__(self, engine: AsyncEngine, backend: Backend, shown: str) -> None:
+    def __init__(self, engine: AsyncEngine, backend: Backend, shown: str, holder_engine: AsyncEngine | None = None
+                 ) -> None:
         self._engine = engine
+        self._holder_engine = holder_engine
         self._backend = backend
         self._shown = shown
         self._stack: contextlib.AsyncExitStack | None = None
@@ -142,7 +144,7 @@ class Snapshot:
     async def _open(self) -> Snapshot:
         if self._moment is None:
             stack = contextlib.AsyncExitStack()
-            self._moment = await stack.enter_async_context(hold(self._engine, self._backend))
+            self._moment = await stack.enter_async_context(hold(self._engine, self._backend, self._holder_engine))
             self._stack = stack
             # Dropped while open (a notebook's cell re-run): the holder still goes back.
             self._finalizer = weakref.finalize(self, _loop.submit_quietly, stack.aclose)

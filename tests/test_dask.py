@@ -238,3 +238,23 @@ def test_partitions_for_other_engines(pg_url: str, events: str) -> None:
         pd.testing.assert_frame_equal(pd.concat(read).sort_values(["id", "name"]).reset_index(drop=True),
                                       expected.sort_values(["id", "name"]).reset_index(drop=True))
         assert pickle.loads(pickle.dumps(parts)) == parts
+
+
+def test_graphs_dropped_in_a_row_never_starve_the_pool(pg_url: str, events: str) -> None:
+    """Each graph's snapshot outlives it for a while (for persisted tasks): held outside the
+    pool, re-running a to_dask cell again and again leaves the pool free."""
+    with oz.connect(pg_url, pool_size=2, max_overflow=0, pool_timeout=3) as db:
+        before = _holders(db)
+        for _ in range(6):
+            ddf = db.to_dask(f"select id from {events} where id < 1000", partition_on="id", partitions=2)
+            assert len(ddf.compute(scheduler="sync")) == 998
+            del ddf
+        gc.collect()
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert _holders(db) == before + 6  # still held, for their grace
+        assert db.query("select 1 as x").x[0] == 1
+    with oz.connect(pg_url) as other:
+        deadline = time.monotonic() + 10
+        while _holders(other) > before and time.monotonic() < deadline:  # closing the Database let them go
+            time.sleep(0.05)
+        assert _holders(other) == before

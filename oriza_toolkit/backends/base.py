@@ -44,6 +44,11 @@ class Backend(Protocol):
         """The AsyncEngine for ``url``, with the dialect's connect arguments and hooks."""
         ...
 
+    def holder_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine | None:
+        """An engine whose connections hold snapshots outside the pool (each its own, closed
+        when the snapshot is let go), or None where a pooled connection holds them."""
+        ...
+
     def connect_timeout(self, url: URL) -> float:
         """How many seconds a connection attempt to ``url`` waits for the server."""
         ...

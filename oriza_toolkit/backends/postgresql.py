@@ -44,6 +44,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -92,6 +93,13 @@ class PostgresBackend:
     stopped = "was cancelled on the server"
     max_identifier_bytes: int | None = _sql.MAX_IDENTIFIER_BYTES
     float_type = "float8"
+
+    def holder_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
+        """The same connections as :meth:`make_engine`'s, unpooled: a held snapshot (a Dask
+        graph's, for a while after the graph is dropped) never takes a pooled connection."""
+        unpooled = {key: value for key, value in options.items()
+                    if not key.startswith("pool") and key != "max_overflow"}
+        return self.make_engine(url, {**unpooled, "poolclass": NullPool})
 
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
         bare, args = asyncpg_connect_args(url)

@@ -51,6 +51,9 @@ class SQLiteBackend:
     max_identifier_bytes: int | None = None
     float_type = "REAL"
 
+    def holder_engine(self, url: URL, options: dict[str, Any]) -> None:
+        return None  # a snapshot is the holder's own transaction: reads take turns on it
+
     def make_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
         options.setdefault("connect_args", {}).setdefault("timeout", _WRITER_WAIT_SECONDS)
         engine = create_async_engine(url, **options)
