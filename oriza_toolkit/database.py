@@ -90,6 +90,7 @@ class Database:
         self._streams: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
         self._snapshots: weakref.WeakSet[Snapshot] = weakref.WeakSet()
         self._engine_options = dict(engine_options)
+        self._shown = mask_url(self.url)  # provenance names it on every result
         self._holder_engine: AsyncEngine | None = None  # made on the first snapshot (see snapshot())
         # A Database dropped without close() still gives its connections back.
         self._finalizer = weakref.finalize(self, _dispose, self.engine)
@@ -177,7 +178,7 @@ class Database:
                       result: Any) -> dict[str, Any]:
         if self._revision is None:
             self._revision = (await _queries.schema_revision(self.engine, self.backend),)
-        return provenance.record(_queries.sql_text(sql, self.engine.dialect), params, mask_url(self.url),
+        return provenance.record(_queries.sql_text(sql, self.engine.dialect), params, self._shown,
                                  self._revision[0], started, seconds, len(result) if hasattr(result, "__len__") else 0)
 
     def _replicas(self, replicas: object) -> list[Database]:

@@ -352,36 +352,46 @@ async def fetch_frames(
     ``timings``. Cancelling this coroutine cancels every query still running, on the
     server too, and returns only once they have all stopped.
     """
-    gate = asyncio.Semaphore(max_concurrency)
 
     async def one(name: str, spec: QuerySpec) -> pd.DataFrame:
         sql, params = split_spec(spec)
-        async with gate:
-            started = dt.datetime.now(dt.UTC)
-            start = time.perf_counter()
-            try:
-                frame = await fetch_frame(engine, backend, sql, params, name=name, timeout=timeout, reader=reader)
-            except Exception as error:
-                if progress:
-                    progress.record(name, rows=None, seconds=time.perf_counter() - start, error=error)
-                raise
-            seconds = time.perf_counter() - start
-            if timings is not None:
-                timings[name] = (started, seconds)
+        started = dt.datetime.now(dt.UTC)
+        start = time.perf_counter()
+        try:
+            frame = await fetch_frame(engine, backend, sql, params, name=name, timeout=timeout, reader=reader)
+        except Exception as error:
             if progress:
-                progress.record(name, rows=len(frame), seconds=seconds)
-            return cast(pd.DataFrame, frame)
+                progress.record(name, rows=None, seconds=time.perf_counter() - start, error=error)
+            raise
+        seconds = time.perf_counter() - start
+        if timings is not None:
+            timings[name] = (started, seconds)
+        if progress:
+            progress.record(name, rows=len(frame), seconds=seconds)
+        return cast(pd.DataFrame, frame)
 
     names = list(queries)
-    outcomes = await asyncio.gather(*(one(n, queries[n]) for n in names), return_exceptions=True)
     results: dict[str, pd.DataFrame | QueryError] = {}
-    for name, outcome in zip(names, outcomes, strict=True):
-        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-            raise outcome
-        if isinstance(outcome, Exception):
-            outcome = query_error(outcome, name, sql_text(split_spec(queries[name])[0]), backend)
-        results[name] = outcome
-    return results
+    waiting = iter(names)
+
+    async def runner() -> None:
+        # A few runners take the queries in turn: a task per connection, not per query.
+        for name in waiting:
+            try:
+                results[name] = await one(name, queries[name])
+            except Exception as error:
+                results[name] = query_error(error, name, sql_text(split_spec(queries[name])[0]), backend)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(max_concurrency, len(names))):
+                group.create_task(runner())
+    except BaseExceptionGroup as stopped:  # only what is not an Exception gets here (KeyboardInterrupt, ...)
+        error: BaseException = stopped
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        raise error from None
+    return {name: results[name] for name in names}
 
 
 async def schema_revision(engine: AsyncEngine, backend: Backend) -> str | None:
