@@ -8,6 +8,11 @@ taken, whatever is written meanwhile. This works on a hot standby and through
 pgbouncer's transaction mode. A snapshot cannot span servers. On SQLite the reads take
 turns on the holding connection, in its one transaction.
 
+:func:`hold` holds one for a block (a batch, a partitioned read); :class:`Snapshot`
+(``db.snapshot()``) holds one across calls, on a connection outside the pool, for reads
+that start later, in this process (:meth:`Snapshot.query`) or another (a Dask worker's
+:func:`read_in`, given the snapshot's id).
+
 Example::
 
     async with snapshot.hold(engine, backend) as moment:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -108,3 +109,24 @@ def test_a_refused_parameter_leaves_no_transaction_open_on_its_connection(pg_url
         parts = db.partitions("select g from generate_series(1, 10) as g", partition_on="g", partitions=2)
         assert sum(part.rows for part in parts) == 10
         assert db.query_many({"a": "select 1 as a"}, consistent=True, progress=False, max_concurrency=1)["a"].a[0] == 1
+
+
+def test_a_held_snapshot_for_later_reads(pg: oz.Database, pg_url: str, accounts: str) -> None:
+    async def later_reads() -> tuple[int, int]:
+        async with pg.snapshot() as snap:
+            first = await snap.aquery(f"select sum(balance) as s from {accounts} where id <= {ACCOUNTS // 2}")
+            await asyncio.sleep(0.2)  # the writer moves money meanwhile
+            second = await snap.aquery(f"select sum(balance) as s from {accounts} where id > {ACCOUNTS // 2}")
+        return int(first.s[0]), int(second.s[0])
+
+    for _ in range(3):
+        low, high = asyncio.run(later_reads())
+        assert low + high == TOTAL
+    snap = pg.snapshot().open()
+    password = oz.database_url(pg_url).password
+    assert snap.id and password and password not in repr(snap) and "***" in repr(snap)
+    snap.close()
+    assert snap.closed and "(closed)" in repr(snap)
+    with pytest.raises(oz.QueryError, match=r"^query 'select 1' failed: the snapshot is closed; read in its `with` block"):
+        snap.query("select 1")
+    assert pg.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
