@@ -1,4 +1,4 @@
-"""Private APIs of SQLAlchemy, pandas and Alembic that the toolkit uses, each behind one wrapper.
+"""Private APIs of SQLAlchemy, pandas, Alembic and distributed that the toolkit uses, each behind one wrapper.
 
 Each is checked once, at import; where it is missing (a newer release renamed it), the
 wrapper falls back to a public, slower or more conservative way and says so once. The
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,8 @@ from sqlalchemy.pool import Pool, QueuePool
 from .config import OrizaWarning
 
 __all__ = [
-    "HAS_MAX_OVERFLOW", "HAS_OBJECT_ARRAY_TUPLES", "alembic_config_files", "has_alembic_config_files",
-    "object_matrix", "pool_max_overflow",
+    "HAS_MAX_OVERFLOW", "HAS_OBJECT_ARRAY_TUPLES", "alembic_config_files", "dask_task_stopped",
+    "has_alembic_config_files", "object_matrix", "pool_max_overflow",
 ]
 
 
@@ -92,3 +92,36 @@ def _warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
         warnings.warn(message, OrizaWarning, stacklevel=3)
+
+
+def dask_task_stopped() -> Callable[[], bool] | None:
+    """Called in a Dask worker's task thread: a check of whether the worker has stopped
+    wanting that task (the client cancelled it or let its futures go: a Ctrl-C on
+    ``compute()``). None outside a worker's task, or where distributed's internals moved
+    (``thread_state.key``, ``Worker.state.tasks``, ``TaskState.state``): then a read runs
+    to its end, and that is said once."""
+    try:
+        import distributed.worker as dask_worker
+        from distributed import get_worker
+    except ImportError:
+        return None
+    key = getattr(getattr(dask_worker, "thread_state", None), "key", None)
+    if key is None:
+        return None
+    try:
+        tasks = get_worker().state.tasks
+        state = tasks[key].state
+    except ValueError:  # not in a worker
+        return None
+    except (AttributeError, KeyError, TypeError):
+        _warn_once("dask_tasks", "distributed's worker internals changed: a cancelled Dask task's read runs to its "
+                   "end on the server")
+        return None
+    if not isinstance(state, str):
+        return None
+
+    def stopped() -> bool:
+        task = tasks.get(key)
+        return task is None or task.state in ("cancelled", "released", "forgotten")
+
+    return stopped

@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import _loop, _sql, partitioned, queries, snapshot
+from ._private import dask_task_stopped
 from ._sql import Params
 from .backends import Backend
 from .config import _dotenv_value, database_url, mask_url
@@ -59,7 +60,7 @@ class Database(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T: ...
+    def _run(self, coro: Coroutine[Any, Any, T], progress: _loop.Progress | None = None) -> T: ...
 
     def snapshot(self) -> snapshot.Snapshot: ...
 
@@ -186,8 +187,12 @@ class _ReadRange:
         name = f"partition {part.number} of {part.of}"
         reader = None if self.snapshot_id is None else functools.partial(snapshot.read_in, db.engine, db.backend,
                                                                          self.snapshot_id)
-        frame: pd.DataFrame = db._run(queries.fetch_frame(db.engine, db.backend, part.sql, part.params, name=name,
-                                                          reader=reader))
+        stopped = dask_task_stopped()
+        try:
+            frame: pd.DataFrame = db._run(queries.fetch_frame(db.engine, db.backend, part.sql, part.params, name=name,
+                                                              reader=reader), _Watch(stopped) if stopped else None)
+        except KeyboardInterrupt:
+            raise QueryError(name, part.sql, "cancelled: Dask stopped its task, and its query on the server") from None
         if len(frame) != part.rows:
             why = ("its rows differ from one run to the next (random(), now(), LIMIT without ORDER BY, ...)"
                    if self.snapshot_id else "the tables changed since (consistent=False: no snapshot)")
@@ -195,6 +200,21 @@ class _ReadRange:
                              f"the read was planned: {why}")
         frame.attrs = {}
         return _indexed(frame, self.index)
+
+
+class _Watch:
+    """Progress for the toolkit's wait on a worker's read: each poll asks whether Dask has
+    stopped the task, and stops the read (on the server too) if so."""
+
+    def __init__(self, stopped: Callable[[], bool]) -> None:
+        self.stopped = stopped
+
+    def poll(self) -> None:
+        if self.stopped():
+            raise KeyboardInterrupt  # how _loop.run is told to cancel, on the server too
+
+    def finish(self) -> None:
+        pass
 
 
 async def _close_later(owner: snapshot.Snapshot) -> None:

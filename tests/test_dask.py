@@ -3,6 +3,7 @@ processes, snapshots held across calls, and the per-range statements of db.parti
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import pickle
@@ -10,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import asyncpg
 import cloudpickle
 import numpy as np
 import pandas as pd
@@ -258,3 +260,55 @@ def test_graphs_dropped_in_a_row_never_starve_the_pool(pg_url: str, events: str)
         while _holders(other) > before and time.monotonic() < deadline:  # closing the Database let them go
             time.sleep(0.05)
         assert _holders(other) == before
+
+
+def _running(db: oz.Database, table: str) -> int:
+    return int(db.query("select count(*) as n from pg_stat_activity where state = 'active' and query like :m "
+                        "and pid <> pg_backend_pid()", {"m": f"%{table}%"}).n[0])
+
+
+def test_a_cancelled_compute_stops_its_queries_on_the_server(client: Client, pg_url: str) -> None:
+    """Dask cannot stop a running task; the toolkit's read on the worker sees the task
+    cancelled (distributed's worker state, behind _private.dask_task_stopped) and cancels
+    its query on the server, as a Ctrl-C on a cell does."""
+    table = f"oz_cancel_{uuid.uuid4().hex[:8]}"
+    with oz.connect(pg_url) as db:
+        db.execute(f"create table {table} as select g from generate_series(1, 1000) as g")
+        try:
+            ddf = db.to_dask(f"select * from {table}", partition_on="g", partitions=2)
+
+            async def lock() -> asyncpg.Connection:  # the reads wait behind it, as behind a long query
+                conn = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
+                await conn.execute(f"begin; lock table {table} in access exclusive mode")
+                return conn
+
+            loop = asyncio.new_event_loop()
+            locker = loop.run_until_complete(lock())
+            try:
+                future = client.compute(ddf)
+                deadline = time.monotonic() + 30
+                while _running(db, table) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert _running(db, table) == 2  # both partitions' reads wait on the server
+                future.cancel()
+                deadline = time.monotonic() + 10
+                while _running(db, table) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert _running(db, table) == 0
+            finally:
+                loop.run_until_complete(locker.close())
+                loop.close()
+        finally:
+            db.execute(f"drop table {table}")
+
+
+def test_distributed_internals_the_cancel_relies_on(client: Client) -> None:
+    """Fails loudly when distributed moves what _private.dask_task_stopped reads."""
+    from oriza_toolkit._private import dask_task_stopped
+
+    def probe() -> tuple[bool, bool]:
+        stopped = dask_task_stopped()
+        return stopped is not None, bool(stopped and stopped())
+
+    assert client.submit(probe, pure=False).result() == (True, False)
+    assert dask_task_stopped() is None  # not in a worker's task

@@ -127,6 +127,6 @@ def test_a_held_snapshot_for_later_reads(pg: oz.Database, pg_url: str, accounts:
     assert snap.id and password and password not in repr(snap) and "***" in repr(snap)
     snap.close()
     assert snap.closed and "(closed)" in repr(snap)
-    with pytest.raises(oz.QueryError, match=r"^query 'select 1' failed: the snapshot is closed; read in its `with` block"):
+    with pytest.raises(oz.QueryError, match=r"^query 'select 1' failed: the snapshot is closed; read in its `with` "):
         snap.query("select 1")
     assert pg.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
