@@ -9,7 +9,9 @@ round by round and reporting the median and range:
   connectorx with 1 and 2 partitions, ADBC, polars), checked to agree, with each tool's
   peak memory measured in a fresh process;
 - small queries (``select 1``, one row with a parameter) against asyncpg ``fetch`` +
-  DataFrame and read_sql; a parameterised 1M-row read against the literal one;
+  DataFrame and read_sql, and ``select 1`` again through a proxy adding about 1 ms per
+  round trip (``delay_proxy.py``; ``--only delay``); a parameterised 1M-row read against
+  the literal one;
 - 1,000 small parameterised queries in one ``query_many`` against asyncpg gather over a pool
   of the same size, and pandas.read_sql in a loop;
 - 8 concurrent ``pg_sleep(0.5)`` through ``query_many`` against asyncpg gather;
@@ -216,14 +218,14 @@ def binary_floor(url: str, sql: str, repeat: int) -> list[float]:
     return times
 
 
-def small_queries(url: str, repeat: int) -> dict[str, list[float]]:
+def small_queries(url: str, repeat: int, kinds: tuple[str, ...] = ("select 1", "1 row, 1 parameter"), n: int = 200
+                  ) -> dict[str, list[float]]:
     import asyncpg
 
     db = oz.connect(url)
     engine = create_engine(make_url(dsn(url)).set(drivername="postgresql+psycopg2"))
     loop = asyncio.new_event_loop()
     conn = loop.run_until_complete(asyncpg.connect(dsn(url)))
-    n = 200
 
     def many(call: Callable[[], Any]) -> Callable[[], None]:
         def run() -> None:
@@ -246,9 +248,32 @@ def small_queries(url: str, repeat: int) -> dict[str, list[float]]:
         "pandas.read_sql: 1 row, 1 parameter": many(
             lambda: pd.read_sql("select * from pgbench_accounts where aid = %(a)s", engine, params={"a": 42})),
     }
-    times = interleaved(tools, repeat)
+    times = interleaved({name: call for name, call in tools.items() if name.endswith(kinds)}, repeat)
     loop.run_until_complete(conn.close())
     return {k: [v / n for v in values] for k, values in times.items()}
+
+
+def delayed_small_queries(url: str, repeat: int, delay_ms: float = 0.5) -> dict[str, list[float]]:
+    """``select 1`` one by one through a proxy that holds every chunk ``delay_ms`` (or up to
+    ~1 ms more: asyncio's timer resolution) in each direction, against asyncpg fetch +
+    DataFrame, whose cached statement is one round trip: the row shows what a round trip
+    costs there and how many the toolkit's small read takes. Seconds per query."""
+    import socket
+
+    parts = make_url(url)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proxy = subprocess.Popen([sys.executable, str(Path(__file__).with_name("delay_proxy.py")), str(port),
+                              parts.host or "127.0.0.1", str(parts.port or 5432), str(delay_ms)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert proxy.stdout is not None and proxy.stdout.readline().strip() == "ready"
+        return small_queries(parts.set(host="127.0.0.1", port=port).render_as_string(hide_password=False), repeat,
+                             kinds=("select 1",), n=50)
+    finally:
+        proxy.terminate()
+        proxy.wait()
 
 
 def small_batch(url: str, repeat: int, n: int = 1_000) -> dict[str, list[float]]:
@@ -467,7 +492,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--parquet-rows", type=int, default=20_000_000)
     parser.add_argument("--dask-rows", type=int, default=10_000_000)
-    parser.add_argument("--only", choices=["dask"], help="run only this section")
+    parser.add_argument("--only", choices=["dask", "delay"], help="run only this section")
     args = parser.parse_args()
     cluster = None
     url = os.environ.get("BENCH_DATABASE_URL")
@@ -477,6 +502,11 @@ def main() -> None:
     lines = [f"Machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, pandas {pd.__version__}; "
              f"medians of {args.repeat} interleaved runs"]
     try:
+        if args.only == "delay":
+            lines += table_rows("select 1 through a proxy adding ~1 ms per round trip, milliseconds per query",
+                                delayed_small_queries(url, args.repeat), unit=1000)
+            print("\n".join(lines))
+            return
         if args.only == "dask":
             for workers in (1, 2):
                 lines += dask_reads(url, args.repeat, args.dask_rows, workers)
@@ -505,6 +535,8 @@ def main() -> None:
             lines += table_rows(f"Small queries: {kind}, milliseconds per query",
                                 {k: v for k, v in small.items() if k.endswith(kind)}, unit=1000)
         lines += table_rows("1,000 small parameterised queries at once, seconds", small_batch(url, args.repeat))
+        lines += table_rows("select 1 through a proxy adding ~1 ms per round trip, milliseconds per query",
+                            delayed_small_queries(url, args.repeat), unit=1000)
         lines += table_rows("Parameterised 1M-row read vs the literal one, seconds", parameterised(url, args.repeat))
         lines += table_rows("8 x pg_sleep(0.5) at once, seconds", concurrency(url, args.repeat))
         lines += writes(url, args.repeat)
