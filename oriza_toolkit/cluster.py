@@ -8,7 +8,8 @@ toolkit's own read of the query with no rows (exactly its dtypes), the divisions
 the edges (with the partition column as the index), and each task reads its range on
 the worker by the toolkit's fast path, on one Database per URL per worker process,
 importing the snapshot, and fails in one line if it read another number of rows than
-its range held when planned.
+its range held when planned. A read watches its task: when Dask stops wanting it (a
+cancelled or interrupted computation), its query is cancelled on the server.
 
 The task graph holds no password: a worker finds the URL in an environment variable
 the graph names (``DATABASE_URL`` or ``DATABASE_URL_<NAME>``, found by the URL's value,
