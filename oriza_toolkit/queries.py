@@ -44,6 +44,7 @@ __all__ = [
     "execute",
     "fetch_frame",
     "fetch_frames",
+    "first_error",
     "query_error",
     "running",
     "schema_revision",
@@ -387,11 +388,16 @@ async def fetch_frames(
             for _ in range(min(max_concurrency, len(names))):
                 group.create_task(runner())
     except BaseExceptionGroup as stopped:  # only what is not an Exception gets here (KeyboardInterrupt, ...)
-        error: BaseException = stopped
-        while isinstance(error, BaseExceptionGroup):
-            error = error.exceptions[0]
-        raise error from None
+        raise first_error(stopped) from None
     return {name: results[name] for name in names}
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a task group's failure, unwrapped (to raise as it was)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 async def schema_revision(engine: AsyncEngine, backend: Backend) -> str | None:
