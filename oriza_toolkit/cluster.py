@@ -38,7 +38,7 @@ from . import _loop, _sql, partitioned, queries, snapshot
 from ._private import dask_task_stopped
 from ._sql import Params
 from .backends import Backend
-from .config import _dotenv_value, database_url, mask_url
+from .config import database_url, env_value, mask_url
 from .errors import ConfigError, QueryError
 from .frames import rows
 from .settings import settings
@@ -122,7 +122,7 @@ class Where:
             found = _opened.get(key)
             if found is None or found.closed:
                 assert open_database is not None
-                url = self.url or os.environ.get(key) or _dotenv_value(key)
+                url = self.url or env_value(key)
                 if not url:
                     raise ConfigError(f"this Dask worker cannot reach {self.shown}: {key} is not set in its "
                                       "environment (or .env)")
@@ -141,7 +141,7 @@ def where(db: Database, url_env: str | None) -> Where:
     if url_env is not None:
         if not isinstance(url_env, str) or not url_env:
             raise TypeError(f"url_env must name an environment variable, not {url_env!r}")
-        value = os.environ.get(url_env) or _dotenv_value(url_env)
+        value = env_value(url_env)
         if not value or _resolved(value) != db.url:
             state = "is not set" if not value else f"holds {mask_url(_resolved(value) or value)}"
             raise ConfigError(f"url_env={url_env!r} {state}; it must hold this Database's URL ({shown})")
@@ -149,7 +149,7 @@ def where(db: Database, url_env: str | None) -> Where:
     if db.url.password is None:
         return Where(token, None, db.url.render_as_string(hide_password=False), shown)
     names = ["DATABASE_URL", *sorted(name for name in os.environ if name.startswith("DATABASE_URL_"))]
-    env = next((name for name in names if _resolved(os.environ.get(name) or _dotenv_value(name)) == db.url), None)
+    env = next((name for name in names if _resolved(env_value(name)) == db.url), None)
     return Where(token, env, None, shown)
 
 
@@ -260,7 +260,7 @@ class _Request:
         import dask.dataframe as dd
 
         split, counts, empty = planned
-        ranges = split.ranges if split else [(self.sql, dict(self.params or {}))]
+        ranges = _ranges(split, self.sql, self.params)
         parts = [_Range(i, len(ranges), text, values, n)
                  for i, ((text, values), n) in enumerate(zip(ranges, counts, strict=True), start=1)]
         column = self.column if self.index else None
@@ -322,13 +322,17 @@ async def _planned(db: Database, held: snapshot.Snapshot | None, sql: str, param
 async def apartitions(db: Database, sql: str, params: Params | None, *, partition_on: str, partitions: int,
                       edges: str) -> list[Partition]:
     """See ``Database.partitions``."""
-    async with queries.running("query", sql, None, db.engine, db.backend):
-        async with snapshot.hold(db.engine, db.backend) as moment:
-            split, counts, _ = await _plan(db, moment, sql, params, partition_on, partitions, edges)
-        ranges = split.ranges if split else [(sql, dict(params or {}))]
-        async with queries.connection(db.engine, db.backend) as conn:
-            literals = [await db.backend.literal_sql(conn, text, values) for text, values in ranges]
+    split, counts, _ = await _planned(db, None, sql, params, partition_on, partitions, edges)
+    ranges = _ranges(split, sql, params)
+    async with queries.running("query", sql, None, db.engine, db.backend), \
+            queries.connection(db.engine, db.backend) as conn:
+        literals = [await db.backend.literal_sql(conn, text, values) for text, values in ranges]
     cuts = split.edges[1:-1] if split else []
     lows, highs = [None, *cuts], [*cuts, None]
     return [Partition(text, values, low, high, n, literal)
             for (text, values), low, high, n, literal in zip(ranges, lows, highs, counts, literals, strict=True)]
+
+
+def _ranges(split: partitioned.Plan | None, sql: str, params: Params | None) -> list[tuple[str, dict[str, Any]]]:
+    """The plan's range queries, or the query whole where it could not be split."""
+    return split.ranges if split else [(sql, dict(params or {}))]

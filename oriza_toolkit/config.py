@@ -27,8 +27,8 @@ from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_DATABASE_FILE", "OrizaWarning", "asyncpg_connect_args", "database_url", "mask_url",
-           "named_url", "project_root"]
+__all__ = ["DEFAULT_DATABASE_FILE", "OrizaWarning", "asyncpg_connect_args", "database_url", "env_value",
+           "mask_url", "named_url", "project_root"]
 
 DEFAULT_DATABASE_FILE = "oriza.db"
 # How long connecting may take before "the server did not answer" (libpq's connect_timeout).
@@ -73,7 +73,7 @@ def database_url(url: str | URL | None = None) -> URL:
         'postgresql+asyncpg://me:***@db/analysis'
     """
     if url is None:
-        url = os.environ.get("DATABASE_URL") or _dotenv_url()
+        url = env_value("DATABASE_URL")
         if not url:
             path = project_root() / DEFAULT_DATABASE_FILE
             return URL.create("sqlite+aiosqlite", database=str(path))
@@ -108,7 +108,7 @@ def named_url(name: str) -> str:
         'postgresql://me@replica/analysis'
     """
     key = f"DATABASE_URL_{name.upper()}"
-    found = os.environ.get(key) or _dotenv_value(key)
+    found = env_value(key)
     if not found:
         raise ConfigError(f"no connection named {name!r}: set {key} in the environment or in .env")
     return found
@@ -217,8 +217,17 @@ def _socket_host(url: URL) -> URL:
     return url
 
 
-def _dotenv_url() -> str | None:
-    return _dotenv_value("DATABASE_URL")
+def env_value(key: str) -> str | None:
+    """The environment variable ``key``, else its value in the ``.env`` file found by
+    walking up from the working directory, else None.
+
+    Example::
+
+        >>> os.environ["DATABASE_URL_REPLICA"] = "postgresql://me@replica/analysis"
+        >>> env_value("DATABASE_URL_REPLICA")
+        'postgresql://me@replica/analysis'
+    """
+    return os.environ.get(key) or _dotenv_value(key)
 
 
 def _dotenv_value(key: str) -> str | None:
