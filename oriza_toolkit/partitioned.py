@@ -48,8 +48,9 @@ __all__ = ["SAMPLE_ROWS", "Plan", "Source", "check_partitioning", "even_edges", 
 
 # How long a partitioned read waits for a lagging replica to catch up before refusing it.
 REPLICA_WAIT_SECONDS = 10.0
-# Parameter names the range queries add to the user's (every name starting _oz_ is reserved).
-_LOW, _HIGH, _SAMPLE = "_oz_low", "_oz_high", "_oz_sample"
+# Parameter names the range queries add to the user's: the cuts (_oz_c0, _oz_c1, ...) and the
+# sampling fraction (every name starting _oz_ is reserved).
+_CUT, _SAMPLE = "_oz_c", "_oz_sample"
 # About how many rows the quantiles that set the edges are taken from.
 SAMPLE_ROWS = 100_000
 
@@ -107,9 +108,10 @@ async def plan(moment: snapshot.Moment, sql: str, params: Params | None, *, colu
     if not backend.can_partition(kind):
         raise QueryError("query", sql, f"partition_on column {column!r} is {kind}; partition on a number, "
                          "date or timestamp column")
-    bounded = present == count and _is_finite(low) and _is_finite(high)
+    ends_finite = _is_finite(low) and _is_finite(high)
+    bounded = present == count and ends_finite
     finite = backend.finite_bounds(inner, column, kind)
-    if finite is not None and not (_is_finite(low) and _is_finite(high)):
+    if finite is not None and not ends_finite:
         found = await moment.read(finite, params, "frame")
         low, high = found["low"].iloc[0], found["high"].iloc[0]
     if pd.isna(low):  # no rows, or only NULLs (or NaN, or infinities)
@@ -221,35 +223,43 @@ def even_edges(low: Any, high: Any, partitions: int) -> list[Any]:
 
 def _range_queries(inner: str, column: str, params: Params | None, bounds: list[Any]
                    ) -> list[tuple[str, dict[str, Any]]]:
-    """One query per range ``[start, end)`` between the inner edges: the first open below
-    (with the NULLs), the last open above, so that no value falls between ranges."""
-    ident = _sql.quote_identifier(column)
-    cuts = bounds[1:-1]
+    """One query per range ``[start, end)`` between the inner edges (see
+    :func:`_range_conditions`), each with the parameters of the cuts it uses."""
+    cuts = _cut_params(bounds)
     if not cuts:
         return [(inner, dict(params or {}))]
-    ranges = [(f"{ident} < :{_HIGH} OR {ident} IS NULL", {_HIGH: cuts[0]})]
-    ranges += [(f"{ident} >= :{_LOW} AND {ident} < :{_HIGH}", {_LOW: start, _HIGH: end})
-               for start, end in itertools.pairwise(cuts)]
-    ranges.append((f"{ident} >= :{_LOW}", {_LOW: cuts[-1]}))
-    return [(f"SELECT * FROM ({inner}\n) AS _oz_q WHERE {where}", {**(params or {}), **values})
-            for where, values in ranges]
+    names = list(cuts)
+    conditions = _range_conditions(_sql.quote_identifier(column), names)
+    # Range i lies between the cuts i - 1 and i (the first and the last have one of them).
+    return [(f"SELECT * FROM ({inner}\n) AS _oz_q WHERE {where}",
+             {**(params or {}), **{name: cuts[name] for name in names[max(i - 1, 0): i + 1]}})
+            for i, where in enumerate(conditions)]
+
+
+def _cut_params(bounds: list[Any]) -> dict[str, Any]:
+    """The inner edges (the cuts) as parameters, by name, in order."""
+    return {f"{_CUT}{i}": cut for i, cut in enumerate(bounds[1:-1])}
+
+
+def _range_conditions(ident: str, names: list[str]) -> list[str]:
+    """The condition of each range between the cut parameters ``names`` (ascending): the
+    first open below (with the NULLs), the last open above, so no value falls between."""
+    return [f"{ident} < :{names[0]} OR {ident} IS NULL",
+            *(f"{ident} >= :{start} AND {ident} < :{end}" for start, end in itertools.pairwise(names)),
+            f"{ident} >= :{names[-1]}"]
 
 
 async def range_counts(moment: snapshot.Moment, sql: str, params: Params | None, column: str, edges: list[Any]
                        ) -> list[int]:
     """How many rows each range of :func:`plan`'s ``edges`` holds, in one pass over the query."""
-    ident = _sql.quote_identifier(column)
-    cuts = {f"_oz_c{i}": cut for i, cut in enumerate(edges[1:-1])}
+    inner = _sql.parse(sql).sql
+    cuts = _cut_params(edges)
     if not cuts:
-        return [int((await moment.read(f"SELECT count(*) AS n FROM ({_sql.parse(sql).sql}\n) AS _oz_q", params,
-                                       "frame"))["n"].iloc[0])]
-    names = list(cuts)
-    conditions = [f"{ident} < :{names[0]} OR {ident} IS NULL"]
-    conditions += [f"{ident} >= :{start} AND {ident} < :{end}" for start, end in itertools.pairwise(names)]
-    conditions.append(f"{ident} >= :{names[-1]}")
+        return [int((await moment.read(f"SELECT count(*) AS n FROM ({inner}\n) AS _oz_q", params, "frame")
+                     )["n"].iloc[0])]
+    conditions = _range_conditions(_sql.quote_identifier(column), list(cuts))
     counts = ", ".join(f"count(*) FILTER (WHERE {where}) AS n{i}" for i, where in enumerate(conditions))
-    found = await moment.read(f"SELECT {counts} FROM ({_sql.parse(sql).sql}\n) AS _oz_q", {**(params or {}), **cuts},
-                              "frame")
+    found = await moment.read(f"SELECT {counts} FROM ({inner}\n) AS _oz_q", {**(params or {}), **cuts}, "frame")
     return [int(n) for n in found.iloc[0].tolist()]
 
 
@@ -275,15 +285,8 @@ async def _gather(sources: Sequence[Source], ranges: list[tuple[str, dict[str, A
                     where.engine, where.backend, sql, params, form="chunks",
                     reader=reader if index % len(sources) == 0 else None)))
     except BaseExceptionGroup as failed:
-        raise _first(failed) from None
+        raise queries.first_error(failed) from None
     return [task.result() for task in tasks]
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 def _combine(parts: Sequence[Any], form: Form) -> Any:
