@@ -69,6 +69,7 @@ class Database(Protocol):
 # Databases that built a graph, by the token the graph names them with (tasks run by a
 # local scheduler use them), and the Databases a worker process opened, by their URL's source.
 _local: weakref.WeakValueDictionary[str, Database] = weakref.WeakValueDictionary()
+_tokens: weakref.WeakKeyDictionary[Database, str] = weakref.WeakKeyDictionary()
 _opened: dict[str, Database] = {}
 _opening = threading.Lock()
 # How long a snapshot the graph owns is held after the graph is dropped (its persisted
@@ -135,7 +136,7 @@ class Where:
 
 def where(db: Database, url_env: str | None) -> Where:
     """How workers will reach ``db`` (see :class:`Where`)."""
-    token = uuid.uuid4().hex
+    token = _tokens.setdefault(db, uuid.uuid4().hex)  # one per Database, however many graphs it builds
     _local[token] = db
     shown = mask_url(db.url)
     if url_env is not None:
