@@ -106,9 +106,11 @@ def _run(coro: Coroutine[Any, Any, T], progress: Progress | None) -> T:
 
     future = submit(tracked())
     try:
-        while progress is not None and not future.done():
-            concurrent.futures.wait([future], timeout=POLL_SECONDS)
-            progress.poll()
+        while progress is not None:
+            try:
+                return future.result(timeout=POLL_SECONDS)
+            except concurrent.futures.TimeoutError:
+                progress.poll()
         return future.result()
     except KeyboardInterrupt:
         future.cancel()

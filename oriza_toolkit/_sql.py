@@ -266,12 +266,13 @@ def parameter_names(sql: str) -> list[str]:
         return []
 
 
-def quote_literal(text: str, type_sql: str) -> str:
+def quote_literal(text: str, type_sql: str | None) -> str:
     """The only function that turns a value into SQL: ``'text'::type``.
 
     ``text`` must be the value as the server's own output function wrote it (so it reads
     back as exactly the same value) and ``type_sql`` the type the server inferred for the
-    parameter, from :func:`quote_type`. Quotes are doubled; with
+    parameter, from :func:`quote_type`; or None for ``'text'`` alone, whose type the server
+    infers from where it stands, as it does for a parameter's. Quotes are doubled; with
     ``standard_conforming_strings`` on (checked by the caller) nothing else in a
     ``'...'`` literal is special, backslashes included. PostgreSQL text cannot hold NUL.
 
@@ -282,7 +283,8 @@ def quote_literal(text: str, type_sql: str) -> str:
     """
     if "\x00" in text:
         raise ValueError("PostgreSQL text cannot contain NUL characters")
-    return "'" + text.replace("'", "''") + "'::" + type_sql
+    quoted = "'" + text.replace("'", "''") + "'"
+    return quoted if type_sql is None else f"{quoted}::{type_sql}"
 
 
 def quote_type(schema: str, name: str) -> str:

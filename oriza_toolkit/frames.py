@@ -66,9 +66,9 @@ from .errors import QueryError
 from .settings import settings
 
 __all__ = [
-    "DECIMAL_TEXT", "JSON", "KIND", "Chunk", "Form", "RowsAffected", "decimal_type", "finish_table", "frame_from_arrow",
-    "frame_from_rows", "from_chunks", "holds_dates", "json_texts", "mixed_kinds", "object_kind", "parse_json", "rows",
-    "stream_decimals",
+    "DECIMAL_TEXT", "JSON", "KIND", "TEXT_DTYPES", "Chunk", "Form", "RowsAffected", "decimal_type", "finish_table",
+    "frame_from_arrow", "frame_from_rows", "frame_from_texts", "from_chunks", "holds_dates", "json_texts",
+    "mixed_kinds", "object_kind", "parse_json", "rows", "stream_decimals",
 ]
 
 # What a read returns: a DataFrame, a pyarrow Table, or its parsed chunks (to be joined
@@ -107,6 +107,41 @@ def frame_from_arrow(table: pa.Table, objects: Mapping[int, list[Any]] | None = 
         copy=False,
     )
     frame.columns = pd.Index(table.column_names, dtype=object)
+    return frame
+
+
+# What :func:`frame_from_texts` turns a column's text into, by server type name.
+TEXT_DTYPES = {"int2": "Int16", "int4": "Int32", "int8": "Int64", "oid": "Int64", "float8": "float64",
+               "numeric": "float64", "bool": "boolean"}
+_NUMPY_INTEGERS = {"Int16": np.int16, "Int32": np.int32, "Int64": np.int64}
+
+
+def frame_from_texts(names: Sequence[str], dtypes: Sequence[str], columns: Sequence[Sequence[str | None]]
+                     ) -> pd.DataFrame:
+    """A small result's DataFrame straight from its values' text (None for NULL), each
+    column becoming ``dtypes``' entry (from :data:`TEXT_DTYPES`, or ``"str"``): the dtypes
+    and values :func:`frame_from_arrow` gives the same result, without arrow.
+
+    Example::
+
+        >>> frame_from_texts(["n", "s"], ["Int32", "str"], [["1", None], ["a", "b"]]).dtypes.tolist()
+        [Int32Dtype(), <StringDtype(na_value=nan)>]
+    """
+    arrays: dict[int, Any] = {}
+    for i, (dtype, texts) in enumerate(zip(dtypes, columns, strict=True)):
+        if dtype == "str":
+            arrays[i] = pd.array(texts, dtype="str")
+        elif dtype == "float64":  # float() rounds correctly, as arrow's cast does; reads NaN and ±Infinity
+            arrays[i] = np.array([np.nan if text is None else float(text) for text in texts], dtype=np.float64)
+        else:
+            mask = np.array([text is None for text in texts], dtype=bool)
+            if dtype == "boolean":
+                arrays[i] = pd.arrays.BooleanArray(np.array([text == "t" for text in texts], dtype=bool), mask)
+            else:
+                values = np.array([0 if text is None else int(text) for text in texts], dtype=_NUMPY_INTEGERS[dtype])
+                arrays[i] = pd.arrays.IntegerArray(values, mask)
+    frame = pd.DataFrame(arrays, copy=False)
+    frame.columns = pd.Index(names, dtype=object)
     return frame
 
 

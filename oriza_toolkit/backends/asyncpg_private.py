@@ -1,4 +1,4 @@
-"""asyncpg's one private API the toolkit uses, behind one guarded wrapper.
+"""asyncpg's private APIs the toolkit uses, behind one guarded wrapper.
 
 A read sends ``SET LOCAL ...; COPY (query) TO STDOUT`` as one simple-query message, so it
 is one round trip and one implicit transaction. asyncpg's public ``copy_from_query``
@@ -7,22 +7,31 @@ wraps its argument in a COPY of its own, so it cannot send that; its private
 at import: without it (a future asyncpg), reads take the public path, in an explicit
 transaction (two more round trips, the same results), and say so once.
 
+A read whose statement was described before is one network flight
+(:func:`describe_and_copy_out`): Parse/Describe/Sync of the statement (unnamed) goes out
+just before the COPY, so the server describes it afresh while the COPY runs. asyncpg
+cannot send that pair, so the describe's answer is read off the connection's transport
+(``Connection._transport``, ``_protocol``) before asyncpg's protocol sees the COPY's.
+
 The version bound in ``pyproject.toml`` admits only the asyncpg releases this was checked
-against; ``tests/backends/test_postgresql.py`` fails loudly when the private method goes.
+against; ``tests/backends/test_postgresql.py`` fails loudly when the private parts go.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import warnings
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from ..config import OrizaWarning
 
-__all__ = ["HAS_COPY_OUT", "copy_out", "query_offset"]
+__all__ = ["HAS_COPY_OUT", "HAS_TRANSPORT", "Described", "Sink", "copy_out", "describe_and_copy_out", "flies",
+           "query_offset"]
 
 Sink = Callable[[bytes], Awaitable[None]]
 
@@ -38,7 +47,13 @@ def _has_copy_out() -> bool:
 
 
 HAS_COPY_OUT = _has_copy_out()
+HAS_TRANSPORT = {"_protocol", "_transport"} <= set(asyncpg.connection.Connection.__slots__)
 _warned = False
+
+
+def flies() -> bool:
+    """Whether :func:`describe_and_copy_out` can be used."""
+    return HAS_COPY_OUT and HAS_TRANSPORT
 
 
 def query_offset(settings: str) -> int:
@@ -70,3 +85,97 @@ def _warn_once() -> None:
         _warned = True
         warnings.warn(f"asyncpg {asyncpg.__version__} has no Connection._copy_out; oriza_toolkit reads through "
                       "copy_from_query instead (correct, two round trips slower)", OrizaWarning, stacklevel=3)
+
+
+@dataclass
+class Described:
+    """What the server said of a statement described ahead of a COPY: its parameters' and
+    columns' type OIDs and the columns' names, or the error it raised."""
+
+    parameters: list[int] = field(default_factory=list)
+    columns: list[tuple[str, int]] = field(default_factory=list)
+    error: dict[str, str] | None = None  # ErrorResponse fields by code: "M" message, "P" position, ...
+    done: bool = False
+
+
+def _message(kind: bytes, body: bytes) -> bytes:
+    return kind + (len(body) + 4).to_bytes(4, "big") + body
+
+
+_DESCRIBE_UNNAMED = _message(b"D", b"S\0") + _message(b"S", b"")
+
+
+class _DescribeReader(asyncio.Protocol):
+    """Takes the answer to Parse/Describe/Sync off the wire, then hands the transport,
+    and whatever followed, back to asyncpg's protocol."""
+
+    def __init__(self, transport: Any, protocol: Any, described: Described) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._described = described
+        self._buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data
+        position = 0
+        while len(buffer) - position >= 5:
+            end = position + 1 + int.from_bytes(buffer[position + 1:position + 5], "big")
+            if end > len(buffer):
+                break
+            kind, body = buffer[position:position + 1], buffer[position + 5:end]
+            position = end
+            if kind == b"Z":
+                self._described.done = True
+                self._transport.set_protocol(self._protocol)
+                if position < len(buffer):
+                    self._protocol.data_received(buffer[position:])
+                return
+            _read_answer(kind, body, self._described)
+        self._buffer = buffer[position:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._protocol.connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        return bool(self._protocol.eof_received())
+
+    def pause_writing(self) -> None:
+        self._protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._protocol.resume_writing()
+
+
+def _read_answer(kind: bytes, body: bytes, described: Described) -> None:
+    if kind == b"t":
+        count = int.from_bytes(body[:2], "big")
+        described.parameters = [int.from_bytes(body[2 + 4 * i:6 + 4 * i], "big") for i in range(count)]
+    elif kind == b"T":
+        position, columns = 2, []
+        for _ in range(int.from_bytes(body[:2], "big")):
+            end = body.index(b"\0", position)
+            type_oid = int.from_bytes(body[end + 7:end + 11], "big")
+            columns.append((body[position:end].decode(), type_oid))
+            position = end + 19
+        described.columns = columns
+    elif kind == b"E":
+        fields, position = {}, 0
+        while body[position]:
+            end = body.index(b"\0", position + 1)
+            fields[chr(body[position])] = body[position + 1:end].decode(errors="replace")
+            position = end + 1
+        described.error = fields
+    # "1" (parsed), "n" (no columns), notices and parameter statuses say nothing needed here
+
+
+async def describe_and_copy_out(driver: Any, statement: str, described: Described, settings: str, query: str,
+                                sink: Sink) -> None:
+    """Have the server describe ``statement`` (unnamed, its parameters' types inferred)
+    into ``described`` and, sent with it in one flight, :func:`copy_out` ``query``; the
+    description is complete before ``sink`` first receives data, and when the COPY ends
+    or fails. A failed describe does not stop the COPY (each part ends in its own Sync,
+    as transaction-mode pgbouncer needs)."""
+    transport, protocol = driver._transport, driver._protocol
+    transport.set_protocol(_DescribeReader(transport, protocol, described))
+    transport.write(_message(b"P", b"\0" + statement.encode() + b"\0\0\0") + _DESCRIBE_UNNAMED)
+    await driver._copy_out(f"{settings}; {_COPY_HEAD}{query}{_COPY_TAIL}", sink, None)

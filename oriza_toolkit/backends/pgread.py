@@ -16,18 +16,20 @@ import io
 import re
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from ..frames import DECIMAL_TEXT, JSON, KIND, Chunk, parse_json
-from .asyncpg_private import copy_out, query_offset
+from ..frames import DECIMAL_TEXT, JSON, KIND, TEXT_DTYPES, Chunk, frame_from_texts, parse_json
+from ..settings import settings
+from .asyncpg_private import Sink, copy_out, query_offset
 
-__all__ = ["PgColumn", "copy_query", "copy_stream", "copy_whole"]
+__all__ = ["PgColumn", "copy_query", "copy_stream", "copy_whole", "guarded_copy_query"]
 
 NULL_MARKER = "\\N"
 # What the parser is handed at a time (more when one row is longer).
@@ -115,13 +117,38 @@ def copy_query(sql: str, columns: Sequence[PgColumn], *, dml: bool = False) -> t
     offset = query_offset(SETTINGS)
     if not any(col.server_expression for col in columns):
         return sql, offset
-    names = [f"c{i}" for i in range(len(columns))]
-    select = ", ".join((col.server_expression or "{}").format(name) for name, col in zip(names, columns, strict=True))
+    select, names = _select_list(columns)
     if dml:  # INSERT ... RETURNING can only be a CTE
-        wrap = f"WITH _oz_q({', '.join(names)}) AS ("
+        wrap = f"WITH _oz_q({names}) AS ("
         return f"{wrap}{sql}\n) SELECT {select} FROM _oz_q", offset + len(wrap)
     wrap = f"SELECT {select} FROM ("
-    return f"{wrap}{sql}\n) AS _oz_q({', '.join(names)})", offset + len(wrap)
+    return f"{wrap}{sql}\n) AS _oz_q({names})", offset + len(wrap)
+
+
+def guarded_copy_query(sql: str, columns: Sequence[PgColumn], types: Sequence[str]) -> tuple[str, int, int]:
+    """:func:`copy_query` for a read sent before the server has described ``sql``, built
+    on the columns it had when last described; ``types`` are their types as SQL. The
+    query fails as the server analyses it, before it runs, unless ``sql`` still has that
+    many columns, each of a type that converts implicitly to the one it had; the
+    describe sent with it says what they are exactly. Also where ``sql`` starts in the
+    text, and where the check after it starts (an error there means nothing ran).
+
+    The check is in a branch the planner removes (``CASE WHEN false``): the plan is the
+    one ``sql`` has alone.
+    """
+    offset = query_offset(SETTINGS)
+    select, names = _select_list(columns)
+    wrap = f"SELECT {select} FROM ("
+    nulls = ", ".join(f"NULL::{kind}" for kind in types)
+    check = (f"\n) AS _oz_q({names}) WHERE CASE WHEN false THEN EXISTS (SELECT _oz_q.* UNION ALL SELECT {nulls}) "
+             "ELSE true END")
+    return f"{wrap}{sql}{check}", offset + len(wrap), offset + len(wrap) + len(sql)
+
+
+def _select_list(columns: Sequence[PgColumn]) -> tuple[str, str]:
+    names = [f"c{i}" for i in range(len(columns))]
+    select = ", ".join((col.server_expression or "{}").format(name) for name, col in zip(names, columns, strict=True))
+    return select, ", ".join(names)
 
 
 class Pipe(io.RawIOBase):
@@ -306,6 +333,35 @@ def quick_batch(data: bytes, columns: Sequence[PgColumn]) -> pa.RecordBatch | No
     return pa.RecordBatch.from_arrays(arrays, names=[str(i) for i in range(len(columns))])
 
 
+def small_frame(data: bytes, columns: Sequence[PgColumn]) -> pd.DataFrame | None:
+    """A small result's DataFrame straight from its CSV (:func:`frames.frame_from_texts`:
+    no parser, no arrow), where every column is an integer, a double, a boolean, a number
+    read as floats or text, and no value is quoted (as :func:`quick_batch`); else None."""
+    if len(data) > QUICK_BYTES or not data or b'"' in data or not columns:
+        return None
+    dtypes = [_text_dtype(col) for col in columns]
+    if None in dtypes:
+        return None
+    lines = data.decode().split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    rows = [line.split(",") for line in lines]
+    if any(len(row) != len(columns) for row in rows):
+        return None
+    texts = [[None if value == NULL_MARKER else value for value in values] for values in zip(*rows, strict=True)]
+    return frame_from_texts([col.name for col in columns], cast(list[str], dtypes), texts)
+
+
+def _text_dtype(column: PgColumn) -> str | None:
+    if column.kind != "scalar" or column.enum_labels is not None or column.is_json:
+        return None
+    if column.type_name == "numeric":
+        return "float64" if settings.numeric == "float" else None
+    if column.type_name in TEXT_DTYPES:
+        return TEXT_DTYPES[column.type_name]
+    return "str" if column.csv_type == pa.string() and column.type_name != "bytea" else None
+
+
 def typed_chunk(batch: pa.RecordBatch, columns: Sequence[PgColumn]) -> Chunk:
     """A parsed CSV batch in final arrow types, named as the server named them.
 
@@ -382,11 +438,26 @@ def _parse(source: Any, columns: Sequence[PgColumn], convert: Callable[[list[Chu
             source.reader_gone()
 
 
-async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any]
-                     ) -> Any:
+async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn] | Callable[[], Sequence[PgColumn]],
+                     convert: Callable[[list[Chunk]], Any], send: Callable[[Sink], Awaitable[None]] | None = None,
+                     small: Callable[[bytes, Sequence[PgColumn]], Any] | None = None) -> Any:
     """COPY ``query`` and return ``convert(chunks)`` of its whole result, parsed in a
-    thread while it streams in (or here, if it all fits in :data:`INLINE_BYTES`)."""
+    thread while it streams in (or here, if it all fits in :data:`INLINE_BYTES`).
+
+    ``send`` runs the COPY into its sink (by default :func:`copy_out` of ``query``);
+    ``columns`` may be a function that says them once the COPY's data starts or ends. A
+    whole result parsed here is first offered to ``small`` (such as :func:`small_frame`),
+    which returns it converted or None.
+    """
     loop = asyncio.get_running_loop()
+    known: list[Sequence[PgColumn]] = [columns] if not callable(columns) else []
+
+    def described() -> Sequence[PgColumn]:
+        if not known:
+            assert callable(columns)
+            known.append(columns())
+        return known[0]
+
     pipe = Pipe(loop)
     stop = threading.Event()
     done: asyncio.Future[Any] = loop.create_future()
@@ -400,12 +471,12 @@ async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn], conve
         nonlocal thread
         await pipe.feed(data)
         if thread is None and pipe.buffered > INLINE_BYTES:
-            thread = threading.Thread(target=_parse, args=(pipe, columns, convert, None, settle_from_thread, stop),
+            thread = threading.Thread(target=_parse, args=(pipe, described(), convert, None, settle_from_thread, stop),
                                       name="oriza-copy-parser", daemon=True)
             thread.start()
 
     try:
-        await copy_out(driver, SETTINGS, query, sink)
+        await (send(sink) if send is not None else copy_out(driver, SETTINGS, query, sink))
     except BaseException as error:
         stop.set()
         pipe.end()
@@ -413,8 +484,11 @@ async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn], conve
         raise
     pipe.end()
     if thread is None:
+        data = pipe.drain()
+        if small is not None and (value := small(data, described())) is not None:
+            return value
         results: list[tuple[str, Any]] = []
-        _parse(io.BytesIO(pipe.drain()), columns, convert, None, lambda kind, value: results.append((kind, value)),
+        _parse(io.BytesIO(data), described(), convert, None, lambda kind, value: results.append((kind, value)),
                stop)
         kind, value = results[0]
         if kind == "error":

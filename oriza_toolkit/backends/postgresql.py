@@ -17,7 +17,10 @@ Reading a query:
    that pgbouncer refuses; a user's own session settings cannot break parsing). The
    output is parsed off the loop while it streams in (``pgcopy.py``).
 
-A read is two round trips (three with parameters that need the server's output).
+A read is two round trips (three with parameters that need the server's output); a read
+of a statement described before is one (``pgflight.py``: the describe and the COPY sent
+together). A small result's DataFrame is built straight from the COPY's text
+(``pgread.small_frame``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ import contextlib
 import datetime as dt
 import functools
 import io
-import json
-import math
 import re
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
@@ -54,8 +55,10 @@ from ..config import DEFAULT_CONNECT_TIMEOUT, asyncpg_connect_args
 from ..errors import MigrationError, QueryError
 from ..frames import Chunk, Form, RowsAffected, frame_from_rows, from_chunks, object_kind, stream_decimals
 from . import pgwrite
+from .asyncpg_private import Described, describe_and_copy_out, flies
 from .base import TableLoaded, write_each
-from .pgread import PgColumn, arrow_message, copy_query, copy_stream, copy_whole
+from .pgflight import Flight, Shapes, value_text
+from .pgread import SETTINGS, PgColumn, arrow_message, copy_query, copy_stream, copy_whole, small_frame
 from .pgwrite import BinaryRows
 
 __all__ = ["PostgresBackend"]
@@ -66,8 +69,6 @@ _TRANSACTION_CONTROL = {"begin", "start", "commit", "end", "rollback", "abort", 
 # Statements COPY can run; anything else (EXPLAIN, SHOW, ...) is fetched row by row.
 _COPYABLE = {"select", "with", "values", "table", "(", "insert", "update", "delete", "merge"}
 _DML = {"insert", "update", "delete", "merge"}
-# Server types whose literal is written directly from a Python number.
-_NUMBER_TYPES = {"int2", "int4", "int8", "numeric", "float4", "float8", "oid"}
 # Driver errors that mean the connection itself is gone (the server restarted, a proxy
 # dropped it): the pool must forget that connection.
 _DEAD_CONNECTION = ("ConnectionDoesNotExistError", "ConnectionResetError", "BrokenPipeError",
@@ -93,6 +94,9 @@ class PostgresBackend:
     stopped = "was cancelled on the server"
     max_identifier_bytes: int | None = _sql.MAX_IDENTIFIER_BYTES
     float_type = "float8"
+
+    def __init__(self) -> None:
+        self._shapes = Shapes()
 
     def holder_engine(self, url: URL, options: dict[str, Any]) -> AsyncEngine:
         """The same connections as :meth:`make_engine`'s, unpooled: a held snapshot (a Dask
@@ -136,11 +140,19 @@ class PostgresBackend:
     async def read(self, conn: AsyncConnection, sql: Any, params: Any, form: Form = "frame") -> Any:
         """The whole result as a DataFrame, an arrow table, or its parsed chunks."""
         driver = await _driver(conn)
-        plan = await _plan(driver, _positional(sql, params, conn.dialect))
+        positional = _positional(sql, params, conn.dialect)
+        statement, args, _ = positional
+        if flies() and not driver.is_in_transaction() and (
+                flight := self._shapes.flight(statement.parsed, statement.keys, args)) is not None:
+            done, result = await _read_in_one_flight(driver, flight, args, self._shapes, form)
+            if done:
+                return result
+        plan = await _plan(driver, positional, self._shapes)
         if not isinstance(plan, _Copy):
             return _without_rows(plan, form)
         with plan.errors():
-            return await copy_whole(driver, plan.text, plan.columns, functools.partial(from_chunks, form=form))
+            return await copy_whole(driver, plan.text, plan.columns, functools.partial(from_chunks, form=form),
+                                    small=small_frame if form == "frame" else None)
 
     def stream(self, conn: AsyncConnection, sql: Any, params: Any, rows: int, arrow: bool) -> AsyncGenerator[Any, None]:
         """The result in chunks of ``rows`` rows: DataFrames, or arrow record batches."""
@@ -363,7 +375,9 @@ async def _begin_repeatable_read(conn: AsyncConnection) -> None:
 
 
 async def _driver(conn: AsyncConnection) -> Any:
-    raw = await conn.get_raw_connection()
+    sync = conn.sync_connection
+    # Connection.connection needs no greenlet (as get_raw_connection does) once checked out
+    raw = sync.connection if sync is not None and not sync.invalidated else await conn.get_raw_connection()
     assert raw.driver_connection is not None
     return raw.driver_connection
 
@@ -460,13 +474,16 @@ class _Copy:
     columns: list[PgColumn]
 
     @contextlib.contextmanager
-    def errors(self) -> Iterator[None]:
-        """Server and parsing errors as one-line :class:`QueryError` pointing into the SQL."""
+    def errors(self, server: bool = True) -> Iterator[None]:
+        """Server (unless not ``server``) and parsing errors as one-line :class:`QueryError`
+        pointing into the SQL."""
         try:
             yield
         except pa.ArrowInvalid as error:
             raise QueryError("query", self.parsed.sql, arrow_message(str(error), self.columns)) from None
         except Exception as error:
+            if not server:
+                raise
             position = getattr(error, "position", None)
             if position and hasattr(error, "sqlstate"):
                 raise QueryError("query", self.parsed.sql, _message(error),
@@ -475,14 +492,15 @@ class _Copy:
             raise
 
 
-async def _plan(driver: Any, positional: tuple[_Statement, list[Any], dict[str, str]]) -> _Copy | pd.DataFrame:
+async def _plan(driver: Any, positional: tuple[_Statement, list[Any], dict[str, str]], shapes: Shapes | None = None
+                ) -> _Copy | pd.DataFrame:
     """What reading the statement takes: a :class:`_Copy`, or (for statements COPY cannot
-    run, or that return no rows) the result itself."""
+    run, or that return no rows) the result itself. ``shapes`` learns the statement's."""
     statement, args, names = positional
     parsed = statement.parsed
     if parsed.keyword in _TRANSACTION_CONTROL:  # typed into a session: run as written
         return _affected(await driver.execute(parsed.sql))
-    sql, original, attributes = await _render(driver, statement, args, names)
+    sql, original, attributes, prepared = await _render(driver, statement, args, names)
     plan = _Copy(parsed, "", 0, original, [])
     with plan.errors():
         if not attributes:
@@ -495,16 +513,46 @@ async def _plan(driver: Any, positional: tuple[_Statement, list[Any], dict[str, 
             return frame_from_rows([tuple(r) for r in records], [a.name for a in attributes])
         plan.columns = await _describe(driver, attributes)
     plan.text, plan.prefix = copy_query(sql, plan.columns, dml=parsed.keyword in _DML)
+    if shapes is not None:
+        shapes.learn(parsed, args, *prepared, attributes, plan.columns)
     return plan
 
 
-async def _render(driver: Any, statement: _Statement, args: list[Any], names: dict[str, str]
-                  ) -> tuple[str, Callable[[int], int], Sequence[Any]]:
-    """The statement with its values as typed literals, a map from positions in it back to
-    the SQL as written, and the result's columns as the server describes them."""
-    parsed = statement.parsed
+async def _read_in_one_flight(driver: Any, flight: Flight, args: Sequence[Any], shapes: Shapes, form: Form
+                              ) -> tuple[bool, Any]:
+    """``(True, result)`` of reading ``flight``, or ``(False, None)`` where nothing ran
+    (the statement changed since it was described, or is wrong: the usual way says how)."""
+    described = Described()
+    copy = _Copy(flight.parsed, flight.text, flight.prefix, flight.original, [])
+
+    async def send(sink: Any) -> None:
+        await describe_and_copy_out(driver, flight.shape.statement, described, SETTINGS, flight.text, sink)
+
     try:
-        prepared = await driver.prepare(statement.sql)
+        with copy.errors(server=False):
+            return True, await copy_whole(driver, flight.text, lambda: shapes.columns(flight, described, args),
+                                          functools.partial(from_chunks, form=form), send,
+                                          small_frame if form == "frame" else None)
+    except QueryError:
+        raise
+    except Exception as error:
+        position = getattr(error, "position", None)
+        if described.done and (described.error is not None or (position and int(position) > flight.check)):
+            shapes.forget(flight.key)
+            return False, None
+        with copy.errors():
+            raise
+
+
+async def _render(driver: Any, statement: _Statement, args: list[Any], names: dict[str, str]
+                  ) -> tuple[str, Callable[[int], int], Sequence[Any], tuple[str, dict[int, str], list[Any]]]:
+    """The statement with its values as typed literals, a map from positions in it back to
+    the SQL as written, the result's columns as the server describes them, and the
+    statement as prepared (with ``$n``), the casts added to it and its parameters' types."""
+    parsed = statement.parsed
+    sql = statement.sql
+    try:
+        prepared = await driver.prepare(sql)
         types = list(prepared.get_parameters())
         casts = _casts_from_values(types, args)
         if casts:  # the server could only guess "text" for these values: say what they are
@@ -516,15 +564,15 @@ async def _render(driver: Any, statement: _Statement, args: list[Any], names: di
         raise _located(error, statement, names) from None
     attributes = prepared.get_attributes()
     if not parsed.params:
-        return parsed.sql, lambda position: position, attributes
+        return parsed.sql, lambda position: position, attributes, (sql, casts, types)
     try:
         literals = await _literals(driver, types, args, names)
     except (QueryError, ValueError):
         await _end_implicit_transaction(driver)
         raise
     by_key = dict(zip(statement.keys, literals, strict=True))
-    sql, original = parsed.render(by_key.__getitem__)
-    return sql, original, attributes
+    rendered, original = parsed.render(by_key.__getitem__)
+    return rendered, original, attributes, (sql, casts, types)
 
 
 async def _end_implicit_transaction(driver: Any) -> None:
@@ -612,12 +660,8 @@ async def _literals(driver: Any, types: Sequence[Any], args: Sequence[Any], name
         type_sql = _sql.quote_type(kind.schema, kind.name)
         if value is None:
             literals.append(f"NULL::{type_sql}")
-        elif kind.name in _NUMBER_TYPES and isinstance(value, (int, float)) and not isinstance(value, bool):
-            literals.append(_sql.quote_literal(_number_text(value), type_sql))
-        elif isinstance(value, str):  # as psycopg does: a string is the value's input text
-            literals.append(_sql.quote_literal(value, type_sql))
-        elif kind.name in ("json", "jsonb"):  # dicts, lists, numbers: their JSON text
-            literals.append(_sql.quote_literal(json.dumps(value), type_sql))
+        elif (written := value_text(kind.name, value)) is not None:
+            literals.append(_sql.quote_literal(written, type_sql))
         else:
             literals.append(None)
             pending.append(index)
@@ -635,18 +679,6 @@ async def _literals(driver: Any, types: Sequence[Any], args: Sequence[Any], name
             type_sql = _sql.quote_type(types[i].schema, types[i].name)
             literals[i] = _sql.quote_literal(row[n], type_sql)
     return [literal or "" for literal in literals]
-
-
-def _number_text(value: float) -> str:
-    """A Python number as PostgreSQL input text: shortest exact digits (no dependence on
-    the session's extra_float_digits)."""
-    if isinstance(value, int):
-        return str(int(value))
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return repr(float(value))
 
 
 def _located(error: BaseException, statement: _Statement, names: dict[str, str]) -> BaseException:

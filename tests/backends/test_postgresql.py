@@ -26,6 +26,15 @@ def test_asyncpg_still_has_the_private_copy_it_uses() -> None:
     assert asyncpg_private.HAS_COPY_OUT, (
         f"asyncpg {asyncpg.__version__} no longer has Connection._copy_out(copy_stmt, output, timeout): "
         "reads fall back to copy_from_query; update backends/asyncpg_private.py and the bound in pyproject.toml")
+    assert asyncpg_private.HAS_TRANSPORT and asyncpg_private.flies(), (
+        f"asyncpg {asyncpg.__version__} no longer keeps Connection._transport and _protocol: a read described before "
+        "cannot be one flight; update backends/asyncpg_private.py and the bound in pyproject.toml")
+
+
+def test_reads_without_the_one_flight_are_the_same(pg: oz.Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    flown = [pg.query(TYPED, {"n": 50}) for _ in range(2)][1]
+    monkeypatch.setattr(asyncpg_private, "HAS_TRANSPORT", False)
+    pd.testing.assert_frame_equal(pg.query(TYPED, {"n": 50}), flown)
 
 
 def test_reads_without_the_private_api_are_the_same(pg: oz.Database, monkeypatch: pytest.MonkeyPatch) -> None:
