@@ -74,12 +74,14 @@ TABLES = {"pgbench_accounts": "SELECT * FROM pgbench_accounts", "mixed": "SELECT
 KEYS = {"pgbench_accounts": "aid", "mixed": "id"}
 
 
-def load(url: str) -> None:
+def load(url: str, mixed: bool = True) -> None:
     parts = make_url(url)
     env = {**os.environ, "PGPASSWORD": parts.password or ""}
     args = ["-h", parts.host or "127.0.0.1", "-p", str(parts.port or 5432), "-U", parts.username or "postgres"]
     subprocess.run([str(find_bindir() / "pgbench"), "-i", "-q", "-s", "10", *args, parts.database or ""], check=True,
                    env=env, capture_output=True)
+    if not mixed:
+        return
     with oz.connect(url) as db:
         for statement in MIXED_TABLE.split(";"):
             if statement.strip():
@@ -278,31 +280,41 @@ def delayed_small_queries(url: str, repeat: int, delay_ms: float = 0.5) -> dict[
 
 def small_batch(url: str, repeat: int, n: int = 1_000) -> dict[str, list[float]]:
     """``n`` small parameterised queries at once: query_many against asyncpg gather over a
-    pool of the same size, and pandas.read_sql in a loop."""
+    pool of the same size (made once, as the toolkit's is), and pandas.read_sql in a loop."""
     import asyncpg
 
     db = oz.connect(url)
     engine = create_engine(make_url(dsn(url)).set(drivername="postgresql+psycopg2"))
     sql = "select aid, abalance from pgbench_accounts where aid = "
     batch = {f"q{i}": (sql + ":a", {"a": i * 997 % 1_000_000 + 1}) for i in range(n)}
+    db.query_many(batch, progress=False)  # the toolkit's pool filled, as asyncpg's is below
+    loop = asyncio.new_event_loop()
+
+    async def make_pool() -> Any:
+        return await asyncpg.create_pool(dsn(url), min_size=db.max_concurrency, max_size=db.max_concurrency)
+
+    pool = loop.run_until_complete(make_pool())
 
     async def gather() -> None:
-        async with asyncpg.create_pool(dsn(url), min_size=db.max_concurrency, max_size=db.max_concurrency) as pool:
-            async def one(aid: int) -> pd.DataFrame:
-                records = await pool.fetch(sql + "$1", aid)
-                return pd.DataFrame([tuple(r) for r in records], columns=["aid", "abalance"])
-            await asyncio.gather(*(one(params["a"]) for _, params in batch.values()))
+        async def one(aid: int) -> pd.DataFrame:
+            records = await pool.fetch(sql + "$1", aid)
+            return pd.DataFrame([tuple(r) for r in records], columns=["aid", "abalance"])
+        await asyncio.gather(*(one(params["a"]) for _, params in batch.values()))
 
     def read_sql_loop() -> None:
         for _, params in batch.values():
             pd.read_sql(sql + "%(a)s", engine, params=params)
 
-    return interleaved({
-        f"oriza_toolkit query_many ({n} queries, pool of {db.max_concurrency})": lambda: db.query_many(
-            batch, progress=False),
-        "asyncpg gather (same pool size) + DataFrame": lambda: asyncio.run(gather()),
-        "pandas.read_sql in a loop": read_sql_loop,
-    }, repeat)
+    try:
+        return interleaved({
+            f"oriza_toolkit query_many ({n} queries, pool of {db.max_concurrency})": lambda: db.query_many(
+                batch, progress=False),
+            "asyncpg gather (same pool size) + DataFrame": lambda: loop.run_until_complete(gather()),
+            "pandas.read_sql in a loop": read_sql_loop,
+        }, repeat)
+    finally:
+        loop.run_until_complete(pool.close())
+        loop.close()
 
 
 def parameterised(url: str, repeat: int) -> dict[str, list[float]]:
@@ -492,7 +504,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--parquet-rows", type=int, default=20_000_000)
     parser.add_argument("--dask-rows", type=int, default=10_000_000)
-    parser.add_argument("--only", choices=["dask", "delay"], help="run only this section")
+    parser.add_argument("--only", choices=["dask", "delay", "small"], help="run only this section")
     args = parser.parse_args()
     cluster = None
     url = os.environ.get("BENCH_DATABASE_URL")
@@ -505,6 +517,11 @@ def main() -> None:
         if args.only == "delay":
             lines += table_rows("select 1 through a proxy adding ~1 ms per round trip, milliseconds per query",
                                 delayed_small_queries(url, args.repeat), unit=1000)
+            print("\n".join(lines))
+            return
+        if args.only == "small":
+            load(url, mixed=False)
+            lines += _small_rows(url, args.repeat)
             print("\n".join(lines))
             return
         if args.only == "dask":
@@ -530,13 +547,7 @@ def main() -> None:
             lines.append(f"\nFloor: `psql \\copy ({sql}) to /dev/null (format binary)` {floor:.3f} s; the "
                          f"toolkit's best is {best / floor:.2f}x the floor.")
             print("\n".join(lines[-12:]), file=sys.stderr)
-        small = small_queries(url, args.repeat)
-        for kind in ("select 1", "1 row, 1 parameter"):
-            lines += table_rows(f"Small queries: {kind}, milliseconds per query",
-                                {k: v for k, v in small.items() if k.endswith(kind)}, unit=1000)
-        lines += table_rows("1,000 small parameterised queries at once, seconds", small_batch(url, args.repeat))
-        lines += table_rows("select 1 through a proxy adding ~1 ms per round trip, milliseconds per query",
-                            delayed_small_queries(url, args.repeat), unit=1000)
+        lines += _small_rows(url, args.repeat)
         lines += table_rows("Parameterised 1M-row read vs the literal one, seconds", parameterised(url, args.repeat))
         lines += table_rows("8 x pg_sleep(0.5) at once, seconds", concurrency(url, args.repeat))
         lines += writes(url, args.repeat)
@@ -548,6 +559,18 @@ def main() -> None:
     finally:
         if cluster:
             cluster.stop()
+
+
+def _small_rows(url: str, repeat: int) -> list[str]:
+    lines = []
+    small = small_queries(url, repeat)
+    for kind in ("select 1", "1 row, 1 parameter"):
+        lines += table_rows(f"Small queries: {kind}, milliseconds per query",
+                            {k: v for k, v in small.items() if k.endswith(kind)}, unit=1000)
+    lines += table_rows("1,000 small parameterised queries at once, seconds", small_batch(url, repeat))
+    lines += table_rows("select 1 through a proxy adding ~1 ms per round trip, milliseconds per query",
+                        delayed_small_queries(url, repeat), unit=1000)
+    return lines
 
 
 def _agree(reference: dict[str, object], other: dict[str, object]) -> bool:

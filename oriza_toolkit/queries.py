@@ -295,15 +295,19 @@ async def fetch_frame(
     timeout: float | None = None,
     form: Form = "frame",
     reader: Reader | None = None,
+    conn: AsyncConnection | None = None,
 ) -> Any:
     """Run one query and return its rows as a DataFrame (see frames.py for dtypes), or in
     another ``form``: a pyarrow Table, or parsed chunks to join with others'. ``reader``
-    reads it instead of a pooled connection (a snapshot's ``read``)."""
+    reads it instead of a pooled connection (a snapshot's ``read``), or ``conn``, one
+    checked out already."""
     async with running(name, sql, timeout, engine, backend):
         if reader is not None:
             return await reader(sql, params, form)
-        async with connection(engine, backend) as conn:
+        if conn is not None:
             return await backend.read(conn, sql, params, form)
+        async with connection(engine, backend) as pooled:
+            return await backend.read(pooled, sql, params, form)
 
 
 async def stream_chunks(
@@ -354,12 +358,13 @@ async def fetch_frames(
     server too, and returns only once they have all stopped.
     """
 
-    async def one(name: str, spec: QuerySpec) -> pd.DataFrame:
+    async def one(name: str, spec: QuerySpec, conn: AsyncConnection | None) -> pd.DataFrame:
         sql, params = split_spec(spec)
         started = dt.datetime.now(dt.UTC)
         start = time.perf_counter()
         try:
-            frame = await fetch_frame(engine, backend, sql, params, name=name, timeout=timeout, reader=reader)
+            frame = await fetch_frame(engine, backend, sql, params, name=name, timeout=timeout, reader=reader,
+                                      conn=conn)
         except Exception as error:
             if progress:
                 progress.record(name, rows=None, seconds=time.perf_counter() - start, error=error)
@@ -375,13 +380,41 @@ async def fetch_frames(
     results: dict[str, pd.DataFrame | QueryError] = {}
     waiting = iter(names)
 
+    def failed(name: str, error: Exception) -> None:
+        results[name] = query_error(error, name, sql_text(split_spec(queries[name])[0]), backend)
+
     async def runner() -> None:
-        # A few runners take the queries in turn: a task per connection, not per query.
-        for name in waiting:
+        # A few runners take the queries in turn, each on one connection while it works:
+        # a task and a checkout per connection, not per query.
+        if reader is not None:
+            for name in waiting:
+                try:
+                    results[name] = await one(name, queries[name], None)
+                except Exception as error:
+                    failed(name, error)
+            return
+        while True:
+            entered = False
             try:
-                results[name] = await one(name, queries[name])
+                async with connection(engine, backend) as conn:
+                    entered = True
+                    for name in waiting:
+                        try:
+                            results[name] = await one(name, queries[name], conn)
+                        except Exception as error:
+                            failed(name, error)
+                            if _driver_closed(conn):  # the pool replaces it; the next query gets another
+                                await conn.invalidate()
+                                break
+                    else:
+                        return
             except Exception as error:
-                results[name] = query_error(error, name, sql_text(split_spec(queries[name])[0]), backend)
+                if entered:
+                    raise
+                unread = next(waiting, None)
+                if unread is None:
+                    return
+                failed(unread, error)  # no connection: the next query says why
 
     try:
         async with asyncio.TaskGroup() as group:

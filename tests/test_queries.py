@@ -3,6 +3,7 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -197,3 +198,19 @@ def test_a_script_checks_every_statements_parameters_before_running(db: oz.Datab
     for empty in ("", "  -- only a note\n", ";"):
         with pytest.raises(ValueError, match=r"^the SQL is empty$"):
             db.run_script(empty)
+
+
+def test_a_batch_outlives_connections_lost_midway(pg: oz.Database) -> None:
+    # Each runner of a batch reads its queries in turn on one connection; one that dies
+    # fails only its query, and the runner goes on with another connection.
+    killer = "select pg_terminate_backend(pg_backend_pid()) as gone"
+    batch: dict[str, Any] = {f"q{i}": ("select :i as i", {"i": i}) for i in range(30)}
+    for i in (3, 4, 17):
+        batch[f"q{i}"] = killer
+    results = pg.query_many(batch, max_concurrency=2, errors="return", progress=False)
+    lost = [name for name, result in results.items() if isinstance(result, oz.QueryError)]
+    assert lost == ["q3", "q4", "q17"]
+    assert all("connection to the server was lost" in str(results[name]) for name in lost)
+    assert [int(r.i[0]) for name, r in results.items() if name not in lost] == [
+        i for i in range(30) if i not in (3, 4, 17)]
+    assert pg.query_many({"a": "select 1 as x", "b": "select 2 as x"}, progress=False)["b"].x[0] == 2

@@ -206,12 +206,6 @@ class Pipe(io.RawIOBase):
             self._chunks.append(None)
             self._ready.notify()
 
-    def drain(self) -> bytes:
-        """Everything fed so far (for a result parsed inline)."""
-        data = b"".join(c for c in self._chunks if c is not None)
-        self._chunks.clear()
-        return data
-
     def read(self, size: int = -1) -> bytes:
         """The whole rows that have arrived, about :data:`BLOCK_SIZE` bytes of them at
         most unless one row is longer; waits while there is not one whole row (so a slow
@@ -458,33 +452,41 @@ async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn] | Call
             known.append(columns())
         return known[0]
 
-    pipe = Pipe(loop)
+    head: list[bytes] = []  # what came before the thread started (all of a small result)
+    received = 0
+    pipe: Pipe | None = None
     stop = threading.Event()
     done: asyncio.Future[Any] = loop.create_future()
-    thread: threading.Thread | None = None
 
     def settle_from_thread(kind: str, value: Any) -> None:
         if kind != "end":
             loop.call_soon_threadsafe(_resolve, done, kind, value)
 
     async def sink(data: bytes) -> None:
-        nonlocal thread
-        await pipe.feed(data)
-        if thread is None and pipe.buffered > INLINE_BYTES:
-            thread = threading.Thread(target=_parse, args=(pipe, described(), convert, None, settle_from_thread, stop),
-                                      name="oriza-copy-parser", daemon=True)
-            thread.start()
+        nonlocal pipe, received
+        received += len(data)
+        if pipe is not None:
+            await pipe.feed(data)
+            return
+        head.append(data)
+        if received > INLINE_BYTES:
+            pipe = Pipe(loop)
+            threading.Thread(target=_parse, args=(pipe, described(), convert, None, settle_from_thread, stop),
+                             name="oriza-copy-parser", daemon=True).start()
+            for chunk in head:
+                await pipe.feed(chunk)
+            head.clear()
 
     try:
         await (send(sink) if send is not None else copy_out(driver, SETTINGS, query, sink))
     except BaseException as error:
         stop.set()
-        pipe.end()
-        await _after_interrupted_copy(driver, error, pipe)
+        if pipe is not None:
+            pipe.end()
+        await _after_interrupted_copy(driver, error, received)
         raise
-    pipe.end()
-    if thread is None:
-        data = pipe.drain()
+    if pipe is None:
+        data = b"".join(head)
         if small is not None and (value := small(data, described())) is not None:
             return value
         results: list[tuple[str, Any]] = []
@@ -494,6 +496,7 @@ async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn] | Call
         if kind == "error":
             raise value
         return value
+    pipe.end()
     try:
         return await done
     finally:
@@ -544,14 +547,14 @@ async def copy_stream(driver: Any, query: str, columns: Sequence[PgColumn], conv
         if not copying.done():
             copying.cancel()
             error = (await asyncio.gather(copying, return_exceptions=True))[0]
-            await _after_interrupted_copy(driver, error, pipe)
+            await _after_interrupted_copy(driver, error, pipe.received)
         while thread.is_alive():  # let a blocked put through
             while not out.empty():
                 out.get_nowait()
             await asyncio.sleep(0.001)
 
 
-async def _after_interrupted_copy(driver: Any, error: BaseException | None, pipe: Pipe) -> None:
+async def _after_interrupted_copy(driver: Any, error: BaseException | None, received: int) -> None:
     """Leave the connection idle after a COPY that did not finish.
 
     A server error has already ended it. A cancelled one: if rows were flowing, the
@@ -562,7 +565,7 @@ async def _after_interrupted_copy(driver: Any, error: BaseException | None, pipe
     """
     if not isinstance(error, asyncio.CancelledError) or driver.is_closed():
         return
-    if pipe.received:
+    if received:
         driver.terminate()
         return
     try:
