@@ -2,52 +2,54 @@
 for the benchmarks, where ``tc netem`` is not available (no module, or not root).
 
 Run as ``python benchmarks/delay_proxy.py LISTEN_PORT TARGET_HOST TARGET_PORT DELAY_MS``;
-it prints ``ready`` once listening. asyncio's timers have about 1 ms of resolution, so the
-delay each way is at least ``DELAY_MS`` and at most about 1 ms more: the benchmark
-measures the round trip it really adds (asyncpg's cached ``select 1`` with and without it).
+it prints ``ready`` once listening. Each direction is a reader thread stamping what
+arrives and a writer thread sending it once its time has come (``time.sleep`` is precise
+to tens of microseconds, where an event loop's timers round up to whole milliseconds),
+so every chunk arrives ``DELAY_MS`` later, in order, as over a longer wire.
 """
 
 from __future__ import annotations
 
-import asyncio
+import queue
+import socket
 import sys
+import threading
+import time
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
-    loop = asyncio.get_running_loop()
-    held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+def _pipe(source: socket.socket, target: socket.socket, delay: float) -> None:
+    held: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
 
-    async def forward() -> None:
+    def forward() -> None:
         while True:
-            due, data = await held.get()
+            due, data = held.get()
+            if (wait := due - time.monotonic()) > 0:
+                time.sleep(wait)
             if not data:
-                writer.close()
+                target.shutdown(socket.SHUT_WR)
                 return
-            if (wait := due - loop.time()) > 0:
-                await asyncio.sleep(wait)
-            writer.write(data)
-            await writer.drain()
+            target.sendall(data)
 
-    sender = asyncio.create_task(forward())
-    while data := await reader.read(1 << 16):
-        held.put_nowait((loop.time() + delay, data))
-    held.put_nowait((loop.time() + delay, b""))
-    await sender
+    threading.Thread(target=forward, daemon=True).start()
+    try:
+        while data := source.recv(1 << 16):
+            held.put((time.monotonic() + delay, data))
+    except OSError:
+        pass
+    held.put((time.monotonic() + delay, b""))
 
 
-async def main(listen: int, host: str, port: int, delay_ms: float) -> None:
-    delay = delay_ms / 1000
-
-    async def serve(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_connection(host, port)
-        await asyncio.gather(_pipe(client_reader, server_writer, delay), _pipe(server_reader, client_writer, delay),
-                             return_exceptions=True)
-
-    server = await asyncio.start_server(serve, "127.0.0.1", listen)
+def main(listen: int, host: str, port: int, delay_ms: float) -> None:
+    server = socket.create_server(("127.0.0.1", listen))
     print("ready", flush=True)
-    async with server:
-        await server.serve_forever()
+    while True:
+        client, _ = server.accept()
+        upstream = socket.create_connection((host, port))
+        for sock in (client, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for source, target in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pipe, args=(source, target, delay_ms / 1000), daemon=True).start()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+    main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))

@@ -256,8 +256,8 @@ def small_queries(url: str, repeat: int, kinds: tuple[str, ...] = ("select 1", "
 
 
 def delayed_small_queries(url: str, repeat: int, delay_ms: float = 0.5) -> dict[str, list[float]]:
-    """``select 1`` one by one through a proxy that holds every chunk ``delay_ms`` (or up to
-    ~1 ms more: asyncio's timer resolution) in each direction, against asyncpg fetch +
+    """``select 1`` one by one through a proxy that holds every chunk ``delay_ms`` in each
+    direction (``delay_proxy.py``), against asyncpg fetch +
     DataFrame, whose cached statement is one round trip: the row shows what a round trip
     costs there and how many the toolkit's small read takes. Seconds per query."""
     import socket

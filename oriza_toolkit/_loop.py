@@ -11,7 +11,6 @@ for the whole process, however many ``Database`` objects come and go.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable, Coroutine
@@ -96,24 +95,23 @@ def _run(coro: Coroutine[Any, Any, T], progress: Progress | None) -> T:
     if in_loop_thread():
         coro.close()
         raise RuntimeError("a blocking oriza_toolkit call was made on the toolkit's own loop; await its a* twin")
+    loop = _get_loop()
     finished = threading.Event()
+    started: list[asyncio.Task[T]] = []
 
-    async def tracked() -> T:
-        try:
-            return await coro
-        finally:
-            finished.set()
+    def start() -> None:
+        task = loop.create_task(coro)
+        task.add_done_callback(lambda _: finished.set())
+        started.append(task)
 
-    future = submit(tracked())
+    loop.call_soon_threadsafe(start)
     try:
-        while progress is not None:
-            try:
-                return future.result(timeout=POLL_SECONDS)
-            except concurrent.futures.TimeoutError:
+        while not finished.wait(POLL_SECONDS):
+            if progress is not None:
                 progress.poll()
-        return future.result()
+        return started[0].result()
     except KeyboardInterrupt:
-        future.cancel()
+        loop.call_soon_threadsafe(lambda: started[0].cancel())  # after start(): the loop runs them in order
         stopped = finished.wait(CANCEL_GRACE_SECONDS)
         raise KeyboardInterrupt("interrupted: its queries were cancelled on the server" if stopped else
                                 f"interrupted: its queries were still stopping after {CANCEL_GRACE_SECONDS:g} s"

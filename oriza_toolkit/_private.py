@@ -16,13 +16,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy.pool import Pool, QueuePool
 
 from .config import OrizaWarning
 
 __all__ = [
-    "HAS_MAX_OVERFLOW", "HAS_OBJECT_ARRAY_TUPLES", "alembic_config_files", "dask_task_stopped",
-    "has_alembic_config_files", "object_matrix", "pool_max_overflow",
+    "HAS_FROM_ARRAYS", "HAS_MAX_OVERFLOW", "HAS_OBJECT_ARRAY_TUPLES", "alembic_config_files", "dask_task_stopped",
+    "frame_from_arrays", "has_alembic_config_files", "object_matrix", "pool_max_overflow",
 ]
 
 
@@ -39,6 +40,10 @@ except ImportError:  # pragma: no cover
     _to_object_array_tuples = None
 HAS_OBJECT_ARRAY_TUPLES = _to_object_array_tuples is not None
 
+# What pandas builds a DataFrame with once its columns are arrays: the public constructor
+# checks and copies what a small result (a few rows) spends most of its time on.
+HAS_FROM_ARRAYS = callable(getattr(pd.DataFrame, "_from_arrays", None))
+
 _warned: set[str] = set()
 
 
@@ -52,6 +57,26 @@ def pool_max_overflow(pool: Pool) -> int:
                    "queries at once")
         return 0
     return max(int(pool._max_overflow), 0)
+
+
+def frame_from_arrays(arrays: Sequence[Any], names: Sequence[str], rows: int) -> pd.DataFrame:
+    """A DataFrame of ``arrays`` (numpy arrays or pandas extension arrays of ``rows``
+    values each), named ``names`` (an object Index, as every read's), with a RangeIndex.
+
+    Example::
+
+        >>> frame_from_arrays([np.array([1.5])], ["x"], 1).x[0]
+        np.float64(1.5)
+    """
+    columns = pd.Index(list(names), dtype=object)
+    if HAS_FROM_ARRAYS:
+        frame: pd.DataFrame = pd.DataFrame._from_arrays(  # type: ignore[attr-defined]
+            list(arrays), columns=columns, index=pd.RangeIndex(rows), verify_integrity=False)
+        return frame
+    _warn_once("_from_arrays", "pandas has no DataFrame._from_arrays; small results are built the slower public way")
+    public = pd.DataFrame(dict(enumerate(arrays)), index=pd.RangeIndex(rows), copy=False)
+    public.columns = columns
+    return public
 
 
 def has_alembic_config_files() -> bool:

@@ -61,7 +61,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._private import object_matrix
+from ._private import frame_from_arrays, object_matrix
 from .errors import QueryError
 from .settings import settings
 
@@ -127,22 +127,20 @@ def frame_from_texts(names: Sequence[str], dtypes: Sequence[str], columns: Seque
         >>> frame_from_texts(["n", "s"], ["Int32", "str"], [["1", None], ["a", "b"]]).dtypes.tolist()
         [Int32Dtype(), <StringDtype(na_value=nan)>]
     """
-    arrays: dict[int, Any] = {}
-    for i, (dtype, texts) in enumerate(zip(dtypes, columns, strict=True)):
+    arrays: list[Any] = []
+    for dtype, texts in zip(dtypes, columns, strict=True):
         if dtype == "str":
-            arrays[i] = pd.array(texts, dtype="str")
+            arrays.append(pd.array(texts, dtype="str"))
         elif dtype == "float64":  # float() rounds correctly, as arrow's cast does; reads NaN and ±Infinity
-            arrays[i] = np.array([np.nan if text is None else float(text) for text in texts], dtype=np.float64)
+            arrays.append(np.array([np.nan if text is None else float(text) for text in texts], dtype=np.float64))
         else:
             mask = np.array([text is None for text in texts], dtype=bool)
             if dtype == "boolean":
-                arrays[i] = pd.arrays.BooleanArray(np.array([text == "t" for text in texts], dtype=bool), mask)
+                arrays.append(pd.arrays.BooleanArray(np.array([text == "t" for text in texts], dtype=bool), mask))
             else:
                 values = np.array([0 if text is None else int(text) for text in texts], dtype=_NUMPY_INTEGERS[dtype])
-                arrays[i] = pd.arrays.IntegerArray(values, mask)
-    frame = pd.DataFrame(arrays, copy=False)
-    frame.columns = pd.Index(names, dtype=object)
-    return frame
+                arrays.append(pd.arrays.IntegerArray(values, mask))
+    return frame_from_arrays(arrays, names, len(columns[0]) if columns else 0)
 
 
 def _to_series(array: pa.ChunkedArray, field: pa.Field) -> pd.Series:
