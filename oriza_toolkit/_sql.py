@@ -96,6 +96,10 @@ class ParsedSQL:
     def positional(self) -> tuple[str, list[str], Callable[[int], int]]:
         """The SQL with ``$1, $2, ...`` for the distinct parameters, their keys, and the
         position map of :meth:`render`."""
+        return self._positional
+
+    @functools.cached_property
+    def _positional(self) -> tuple[str, list[str], Callable[[int], int]]:  # parse() keeps parsed statements
         names = self.names
         index = {name: f"${i}" for i, name in enumerate(names, start=1)}
         sql, original = self.render(index.__getitem__)

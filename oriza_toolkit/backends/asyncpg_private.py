@@ -176,6 +176,38 @@ async def describe_and_copy_out(driver: Any, statement: str, described: Describe
     or fails. A failed describe does not stop the COPY (each part ends in its own Sync,
     as transaction-mode pgbouncer needs)."""
     transport, protocol = driver._transport, driver._protocol
+    describe = _message(b"P", b"\0" + statement.encode() + b"\0\0\0") + _DESCRIBE_UNNAMED
     transport.set_protocol(_DescribeReader(transport, protocol, described))
-    transport.write(_message(b"P", b"\0" + statement.encode() + b"\0\0\0") + _DESCRIBE_UNNAMED)
-    await driver._copy_out(f"{settings}; {_COPY_HEAD}{query}{_COPY_TAIL}", sink, None)
+    ahead = _SentAhead(transport, describe)
+    try:
+        await driver._copy_out(f"{settings}; {_COPY_HEAD}{query}{_COPY_TAIL}", sink, None)
+    finally:
+        if not ahead.sent:  # asyncpg wrote nothing: no answer will come
+            ahead.undo()
+            transport.set_protocol(protocol)
+
+
+class _SentAhead:
+    """``message`` sent just before asyncpg's next write on ``transport``, in the same
+    send: on a local server every send costs a wake-up of the server process, and two
+    sends would cost two. (Where the transport takes no such stand-in, sent at once.)"""
+
+    def __init__(self, transport: Any, message: bytes) -> None:
+        self._transport = transport
+        self._message = message
+        self.sent = False
+        try:
+            transport.write = self._write
+        except AttributeError:
+            self._send(b"")
+
+    def _write(self, data: Any) -> None:
+        self.undo()
+        self._send(bytes(data))
+
+    def _send(self, data: bytes) -> None:
+        self.sent = True
+        self._transport.write(self._message + data)
+
+    def undo(self) -> None:
+        vars(self._transport).pop("write", None)

@@ -75,7 +75,7 @@ def number_text(value: float) -> str:
     return repr(float(value))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Shape:
     """A statement as the server last described it."""
 
@@ -86,6 +86,7 @@ class Shape:
     oids: tuple[int, ...]  # each column's type
     types: tuple[str, ...]  # ... as SQL
     parameter_oids: tuple[int, ...]
+    flight: Flight | None = None  # a statement without parameters: its flight, made once
 
 
 @dataclass(frozen=True)
@@ -135,10 +136,14 @@ class Shapes:
         if any(a.type.schema != "pg_catalog" or a.type.name == "record" for a in attributes):
             return
         key = (parsed.sql, *map(type, args))
-        self._shapes[key] = Shape(statement, casts, tuple(p.name for p in parameters), tuple(columns),
-                                  tuple(a.type.oid for a in attributes),
-                                  tuple(_sql.quote_type(a.type.schema, a.type.name) for a in attributes),
-                                  tuple(p.oid for p in parameters))
+        shape = Shape(statement, casts, tuple(p.name for p in parameters), tuple(columns),
+                      tuple(a.type.oid for a in attributes),
+                      tuple(_sql.quote_type(a.type.schema, a.type.name) for a in attributes),
+                      tuple(p.oid for p in parameters))
+        if not args:  # the same text each time
+            shape.flight = Flight(key, shape, parsed, *guarded_copy_query(parsed.sql, columns, shape.types),
+                                  lambda position: position)
+        self._shapes[key] = shape
         self._shapes.move_to_end(key)
         while len(self._shapes) > REMEMBERED:
             self._shapes.popitem(last=False)
@@ -151,6 +156,8 @@ class Shapes:
         if shape is None:
             return None
         self._shapes.move_to_end(key)
+        if not args:
+            return shape.flight
         literals = []
         for index, (type_name, value) in enumerate(zip(shape.parameters, args, strict=True)):
             text = value_text(type_name, value) if value is not None else None
@@ -163,8 +170,7 @@ class Shapes:
             literals.append(literal + shape.casts.get(index, ""))
         by_key = dict(zip(keys, literals, strict=True))
         sql, original = parsed.render(by_key.__getitem__)
-        text, prefix, check = guarded_copy_query(sql, shape.columns, shape.types)
-        return Flight(key, shape, parsed, text, prefix, check, original)
+        return Flight(key, shape, parsed, *guarded_copy_query(sql, shape.columns, shape.types), original)
 
     def forget(self, key: tuple[Any, ...]) -> None:
         self._shapes.pop(key, None)
@@ -178,6 +184,8 @@ class Shapes:
             raise QueryError("query", flight.parsed.sql, described.error.get("M", "the describe failed"))
         oids = tuple(oid for _, oid in described.columns)
         if oids == shape.oids and tuple(described.parameters) == shape.parameter_oids:
+            if all(col.name == name for col, (name, _) in zip(shape.columns, described.columns, strict=True)):
+                return list(shape.columns)
             return [replace(col, name=name) for col, (name, _) in zip(shape.columns, described.columns, strict=True)]
         self.forget(flight.key)
         if len(described.columns) != len(shape.columns) or len(described.parameters) != len(shape.parameters):
