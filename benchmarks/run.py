@@ -444,8 +444,8 @@ def dask_reads(url: str, repeat: int, rows: int, workers: int, partitions: int =
     from distributed import Client, LocalCluster, wait
 
     with oz.connect(url) as db:
-        if db.query("select to_regclass('events') is null or (select count(*) from events) <> :n as stale",
-                    {"n": rows}).stale[0]:
+        missing = db.query("select to_regclass('events') is null as missing").missing[0]
+        if missing or db.query("select count(*) as n from events").n[0] != rows:
             for statement in DASK_TABLE.format(rows=rows).split(";"):
                 if statement.strip():
                     db.execute(statement)
@@ -555,8 +555,9 @@ def main() -> None:
         lines += sqlite(args.repeat)
         for workers in (1, 2):
             lines += dask_reads(url, min(args.repeat, 3), args.dask_rows, workers)
-        print("\n".join(lines))
     finally:
+        if args.only is None:  # what was measured, even if a later section failed
+            print("\n".join(lines))
         if cluster:
             cluster.stop()
 

@@ -100,13 +100,23 @@ def frame_from_arrow(table: pa.Table, objects: Mapping[int, list[Any]] | None = 
         >>> frame_from_arrow(pa.table({"n": pa.array([1, None], pa.int32())})).n.dtype
         Int32Dtype()
     """
+    return _frame_taking([table], objects)
+
+
+def _frame_taking(holder: list[pa.Table], objects: Mapping[int, list[Any]] | None) -> pd.DataFrame:
+    """:func:`frame_from_arrow` of the table ``holder`` holds, taking it: each column's
+    arrow memory can go as soon as the column is converted (where nothing else holds it),
+    so a whole read does not hold all of the table and all of the frame at once."""
+    table = holder.pop()
+    names = table.column_names
     known = objects or {}
-    frame = pd.DataFrame(
-        {i: pd.Series(known[i], dtype=object) if i in known else _to_series(table.column(i), table.schema.field(i))
-         for i in range(table.num_columns)},
-        copy=False,
-    )
-    frame.columns = pd.Index(table.column_names, dtype=object)
+    series = {}
+    for i in range(len(names)):
+        series[i] = pd.Series(known[i], dtype=object) if i in known else _to_series(table.column(0),
+                                                                                    table.schema.field(0))
+        table = table.remove_column(0)
+    frame = pd.DataFrame(series, copy=False)
+    frame.columns = pd.Index(names, dtype=object)
     return frame
 
 
@@ -428,13 +438,19 @@ def stream_decimals(chunk: Chunk) -> dict[int, pa.DataType]:
 
 def from_chunks(chunks: Sequence[Chunk], form: Form, fixed: dict[int, pa.DataType] | None = None) -> Any:
     """Parsed chunks of one result as ``form``: a DataFrame, a pyarrow Table (or, with
-    numeric types ``fixed``, one record batch of a stream), or the chunks themselves."""
+    numeric types ``fixed``, one record batch of a stream), or the chunks themselves.
+
+    For a DataFrame, a list of chunks is emptied: its callers hand the chunks over, and
+    each column's arrow memory goes as soon as it is converted.
+    """
     if form == "chunks":
         return list(chunks)
     if form == "frame":  # numeric text becomes floats or Decimals: no decimal type to size
-        table = pa.Table.from_batches([c.batch for c in chunks])
+        holder = [pa.Table.from_batches([c.batch for c in chunks])]
         objects = {i: [v for c in chunks for v in c.objects[i]] for i in chunks[0].objects}
-        return frame_from_arrow(table, objects)
+        if isinstance(chunks, list):
+            chunks.clear()
+        return _frame_taking(holder, objects)
     table = finish_table(chunks, fixed)
     if fixed is None:
         return table

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from ..frames import DECIMAL_TEXT, JSON, KIND, TEXT_DTYPES, Chunk, frame_from_texts, parse_json
+from ..frames import DECIMAL_TEXT, JSON, KIND, TEXT_DTYPES, Chunk, Form, frame_from_texts, parse_json
 from ..settings import settings
 from .asyncpg_private import Sink, copy_out, query_offset
 
@@ -356,11 +356,14 @@ def _text_dtype(column: PgColumn) -> str | None:
     return "str" if column.csv_type == pa.string() and column.type_name != "bytea" else None
 
 
-def typed_chunk(batch: pa.RecordBatch, columns: Sequence[PgColumn]) -> Chunk:
-    """A parsed CSV batch in final arrow types, named as the server named them.
+def typed_chunk(batch: pa.RecordBatch, columns: Sequence[PgColumn], form: Form = "chunks") -> Chunk:
+    """A parsed CSV batch in final arrow types, named as the server named them, for a
+    result read as ``form``.
 
     Intervals become durations, enums ordered dictionaries of their labels, bytea binary;
-    JSON (json, jsonb, arrays, records) stays text, marked, and is also parsed here.
+    JSON (json, jsonb, arrays, records) stays text, marked, and is also parsed here: only
+    parsed for a DataFrame (its text is no longer needed: NULLs take its place), only text
+    for arrow.
     """
     arrays = []
     fields = []
@@ -370,7 +373,10 @@ def typed_chunk(batch: pa.RecordBatch, columns: Sequence[PgColumn]) -> Chunk:
         metadata = None
         if col.is_json:
             metadata = {KIND: JSON}
-            objects[i] = [None if text is None else parse_json(text) for text in array.to_pylist()]
+            if form != "arrow":
+                objects[i] = [None if text is None else parse_json(text) for text in array.to_pylist()]
+            if form == "frame":
+                array = pa.nulls(len(array), pa.string())
         elif col.type_name == "interval":
             array = array.cast(pa.duration("us"))
         elif col.type_name == "numeric":
@@ -405,17 +411,17 @@ def split_chunks(chunks: Sequence[Chunk], rows: int) -> tuple[Chunk, list[Chunk]
 
 
 def _parse(source: Any, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any], rows: int | None,
-           emit: Callable[[str, Any], None], stop: threading.Event) -> None:
+           emit: Callable[[str, Any], None], stop: threading.Event, form: Form) -> None:
     """Parse COPY's CSV from ``source``; ``emit("item", convert(chunks))`` for the whole
     result, or (given ``rows``) per chunk of that many rows, then ``emit("end")``, or
-    ``emit("error", exception)``."""
+    ``emit("error", exception)``. ``form`` is what ``convert`` makes (see :func:`typed_chunk`)."""
     try:
         chunks: list[Chunk] = []
         held = emitted = 0
         for batch in _batches(source, columns):
             if stop.is_set():
                 return
-            chunks.append(typed_chunk(batch, columns))
+            chunks.append(typed_chunk(batch, columns, form))
             held += batch.num_rows
             while rows is not None and held >= rows:
                 head, chunks = split_chunks(chunks, rows)
@@ -434,14 +440,14 @@ def _parse(source: Any, columns: Sequence[PgColumn], convert: Callable[[list[Chu
 
 async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn] | Callable[[], Sequence[PgColumn]],
                      convert: Callable[[list[Chunk]], Any], send: Callable[[Sink], Awaitable[None]] | None = None,
-                     small: Callable[[bytes, Sequence[PgColumn]], Any] | None = None) -> Any:
+                     small: Callable[[bytes, Sequence[PgColumn]], Any] | None = None, form: Form = "chunks") -> Any:
     """COPY ``query`` and return ``convert(chunks)`` of its whole result, parsed in a
     thread while it streams in (or here, if it all fits in :data:`INLINE_BYTES`).
 
     ``send`` runs the COPY into its sink (by default :func:`copy_out` of ``query``);
     ``columns`` may be a function that says them once the COPY's data starts or ends. A
     whole result parsed here is first offered to ``small`` (such as :func:`small_frame`),
-    which returns it converted or None.
+    which returns it converted or None. ``form`` is what ``convert`` makes.
     """
     loop = asyncio.get_running_loop()
     known: list[Sequence[PgColumn]] = [columns] if not callable(columns) else []
@@ -471,7 +477,7 @@ async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn] | Call
         head.append(data)
         if received > INLINE_BYTES:
             pipe = Pipe(loop)
-            threading.Thread(target=_parse, args=(pipe, described(), convert, None, settle_from_thread, stop),
+            threading.Thread(target=_parse, args=(pipe, described(), convert, None, settle_from_thread, stop, form),
                              name="oriza-copy-parser", daemon=True).start()
             for chunk in head:
                 await pipe.feed(chunk)
@@ -491,7 +497,7 @@ async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn] | Call
             return value
         results: list[tuple[str, Any]] = []
         _parse(io.BytesIO(data), described(), convert, None, lambda kind, value: results.append((kind, value)),
-               stop)
+               stop, form)
         kind, value = results[0]
         if kind == "error":
             raise value
@@ -512,7 +518,7 @@ def _resolve(future: asyncio.Future[Any], kind: str, value: Any) -> None:
 
 
 async def copy_stream(driver: Any, query: str, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any],
-                      rows: int) -> AsyncGenerator[Any, None]:
+                      rows: int, form: Form = "chunks") -> AsyncGenerator[Any, None]:
     """COPY ``query`` and yield ``convert([chunk])`` for each chunk of ``rows`` rows
     (the last may be shorter; one empty chunk for no rows) as they are parsed; at most
     :data:`QUEUED_CHUNKS` wait for the consumer, then the parser, the pipe and the
@@ -526,7 +532,7 @@ async def copy_stream(driver: Any, query: str, columns: Sequence[PgColumn], conv
         if not stop.is_set():
             asyncio.run_coroutine_threadsafe(out.put((kind, value)), loop).result()
 
-    thread = threading.Thread(target=_parse, args=(pipe, columns, convert, rows, emit, stop),
+    thread = threading.Thread(target=_parse, args=(pipe, columns, convert, rows, emit, stop, form),
                               name="oriza-copy-parser", daemon=True)
     copying = asyncio.ensure_future(copy_out(driver, SETTINGS, query, pipe.feed))
     copying.add_done_callback(lambda _: pipe.end())

@@ -152,7 +152,7 @@ class PostgresBackend:
             return _without_rows(plan, form)
         with plan.errors():
             return await copy_whole(driver, plan.text, plan.columns, functools.partial(from_chunks, form=form),
-                                    small=small_frame if form == "frame" else None)
+                                    small=small_frame if form == "frame" else None, form=form)
 
     def stream(self, conn: AsyncConnection, sql: Any, params: Any, rows: int, arrow: bool) -> AsyncGenerator[Any, None]:
         """The result in chunks of ``rows`` rows: DataFrames, or arrow record batches."""
@@ -174,7 +174,7 @@ class PostgresBackend:
                 return from_chunks(chunks, form, fixed[0])
 
             with plan.errors():
-                parts = copy_stream(driver, plan.text, plan.columns, convert, rows)
+                parts = copy_stream(driver, plan.text, plan.columns, convert, rows, form)
                 async with contextlib.aclosing(parts):
                     async for chunk in parts:
                         yield chunk
@@ -532,7 +532,7 @@ async def _read_in_one_flight(driver: Any, flight: Flight, args: Sequence[Any], 
         with copy.errors(server=False):
             return True, await copy_whole(driver, flight.text, lambda: shapes.columns(flight, described, args),
                                           functools.partial(from_chunks, form=form), send,
-                                          small_frame if form == "frame" else None)
+                                          small_frame if form == "frame" else None, form)
     except QueryError:
         raise
     except Exception as error:

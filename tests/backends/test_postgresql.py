@@ -202,3 +202,20 @@ def test_quick_batch_takes_only_what_it_can_parse_exactly() -> None:
     assert pgread.quick_batch(b"t\n", [pgread.PgColumn("b", "bool")]) is None  # t/f: the reader's own words
     assert pgread.quick_batch(b"x\n", ints) is None  # unparseable: the reader says why
     assert pgread.quick_batch(b"1,2\n", ints) is None
+
+
+def test_json_is_parsed_only_for_dataframes(pg: oz.Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    sql = "select g as id, jsonb_build_object('g', g) as doc from generate_series(1, 20000) as g"
+    frame = pg.query(sql)
+    parsed: list[str] = []
+    real = pgread.parse_json
+    monkeypatch.setattr(pgread, "parse_json", lambda text: parsed.append(text) or real(text))
+    table = pg.query_arrow(sql)
+    batches = list(pg.stream(sql, rows=5_000, arrow=True))
+    assert not parsed  # arrow keeps JSON as text: parsing it would be wasted
+    assert table.column("doc")[1].as_py() == '{"g": 2}' and pa.Table.from_batches(batches).equals(table)
+    streamed = pd.concat(list(pg.stream(sql, rows=5_000)), ignore_index=True)
+    pd.testing.assert_frame_equal(streamed, frame)
+    assert frame.doc[1] == {"g": 2} and len(parsed) == 20_000
+    both = pg.query(sql, partition_on="id", partitions=3)  # chunks joined later: parsed, and text kept
+    pd.testing.assert_frame_equal(both, frame)
