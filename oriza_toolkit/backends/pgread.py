@@ -309,15 +309,7 @@ def quick_batch(data: bytes, columns: Sequence[PgColumn]) -> pa.RecordBatch | No
     float (arrow's cast from text parses those as the CSV reader does, ``NaN`` and
     ``Infinity`` too); booleans, dates and times go through the reader.
     """
-    if len(data) > QUICK_BYTES or not data or b'"' in data or not columns:
-        return None
-    if not all(col.csv_type in _QUICK_TYPES for col in columns):
-        return None
-    lines = data.decode().split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    rows = [line.split(",") for line in lines]
-    if any(len(row) != len(columns) for row in rows):
+    if not all(col.csv_type in _QUICK_TYPES for col in columns) or (rows := _unquoted_rows(data, columns)) is None:
         return None
     try:
         arrays = [pa.array([None if row[i] == NULL_MARKER else row[i] for row in rows], pa.string()).cast(col.csv_type)
@@ -327,20 +319,24 @@ def quick_batch(data: bytes, columns: Sequence[PgColumn]) -> pa.RecordBatch | No
     return pa.RecordBatch.from_arrays(arrays, names=[str(i) for i in range(len(columns))])
 
 
-def small_frame(data: bytes, columns: Sequence[PgColumn]) -> pd.DataFrame | None:
-    """A small result's DataFrame straight from its CSV (:func:`frames.frame_from_texts`:
-    no parser, no arrow), where every column is an integer, a double, a boolean, a number
-    read as floats or text, and no value is quoted (as :func:`quick_batch`); else None."""
+def _unquoted_rows(data: bytes, columns: Sequence[PgColumn]) -> list[list[str]] | None:
+    """A small result's CSV split into rows of values, where no value is quoted (see
+    :func:`quick_batch`); else None."""
     if len(data) > QUICK_BYTES or not data or b'"' in data or not columns:
-        return None
-    dtypes = [_text_dtype(col) for col in columns]
-    if None in dtypes:
         return None
     lines = data.decode().split("\n")
     if lines[-1] == "":
         lines.pop()
     rows = [line.split(",") for line in lines]
-    if any(len(row) != len(columns) for row in rows):
+    return None if any(len(row) != len(columns) for row in rows) else rows
+
+
+def small_frame(data: bytes, columns: Sequence[PgColumn]) -> pd.DataFrame | None:
+    """A small result's DataFrame straight from its CSV (:func:`frames.frame_from_texts`:
+    no parser, no arrow), where every column is an integer, a double, a boolean, a number
+    read as floats or text, and no value is quoted (as :func:`quick_batch`); else None."""
+    dtypes = [_text_dtype(col) for col in columns]
+    if None in dtypes or (rows := _unquoted_rows(data, columns)) is None:
         return None
     texts = [[None if value == NULL_MARKER else value for value in values] for values in zip(*rows, strict=True)]
     return frame_from_texts([col.name for col in columns], cast(list[str], dtypes), texts)
