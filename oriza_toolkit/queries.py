@@ -383,30 +383,30 @@ async def fetch_frames(
     def failed(name: str, error: Exception) -> None:
         results[name] = query_error(error, name, sql_text(split_spec(queries[name])[0]), backend)
 
+    async def in_turn(conn: AsyncConnection | None) -> bool:
+        """Read the queries left, in turn, on ``conn``; False if it died on the way."""
+        for name in waiting:
+            try:
+                results[name] = await one(name, queries[name], conn)
+            except Exception as error:
+                failed(name, error)
+                if conn is not None and _driver_closed(conn):  # the pool replaces it
+                    await conn.invalidate()
+                    return False
+        return True
+
     async def runner() -> None:
         # A few runners take the queries in turn, each on one connection while it works:
         # a task and a checkout per connection, not per query.
         if reader is not None:
-            for name in waiting:
-                try:
-                    results[name] = await one(name, queries[name], None)
-                except Exception as error:
-                    failed(name, error)
+            await in_turn(None)
             return
         while True:
             entered = False
             try:
                 async with connection(engine, backend) as conn:
                     entered = True
-                    for name in waiting:
-                        try:
-                            results[name] = await one(name, queries[name], conn)
-                        except Exception as error:
-                            failed(name, error)
-                            if _driver_closed(conn):  # the pool replaces it; the next query gets another
-                                await conn.invalidate()
-                                break
-                    else:
+                    if await in_turn(conn):
                         return
             except Exception as error:
                 if entered:
