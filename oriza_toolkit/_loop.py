@@ -96,23 +96,27 @@ def _run(coro: Coroutine[Any, Any, T], progress: Progress | None) -> T:
         coro.close()
         raise RuntimeError("a blocking oriza_toolkit call was made on the toolkit's own loop; await its a* twin")
     loop = _get_loop()
-    finished = threading.Event()
+    # Held until the task ends: a bare lock is the cheapest hand-back between threads (an
+    # Event's condition costs a small query ~15 us more).
+    running = threading.Lock()
+    running.acquire()
     started: list[asyncio.Task[T]] = []
 
     def start() -> None:
         task = loop.create_task(coro)
-        task.add_done_callback(lambda _: finished.set())
+        task.add_done_callback(lambda _: running.release())
         started.append(task)
 
     loop.call_soon_threadsafe(start)
     try:
-        while not finished.wait(POLL_SECONDS):
+        while not running.acquire(timeout=POLL_SECONDS):
             if progress is not None:
                 progress.poll()
         return started[0].result()
     except KeyboardInterrupt:
         loop.call_soon_threadsafe(lambda: started[0].cancel())  # after start(): the loop runs them in order
-        stopped = finished.wait(CANCEL_GRACE_SECONDS)
+        # (Its task may have ended as the interrupt came, the lock already taken here.)
+        stopped = (bool(started) and started[0].done()) or running.acquire(timeout=CANCEL_GRACE_SECONDS)
         raise KeyboardInterrupt("interrupted: its queries were cancelled on the server" if stopped else
                                 f"interrupted: its queries were still stopping after {CANCEL_GRACE_SECONDS:g} s"
                                 ) from None

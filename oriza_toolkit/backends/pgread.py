@@ -457,22 +457,23 @@ async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn] | Call
     head: list[bytes] = []  # what came before the thread started (all of a small result)
     received = 0
     pipe: Pipe | None = None
-    stop = threading.Event()
-    done: asyncio.Future[Any] = loop.create_future()
+    stop = threading.Event()  # tells the parser thread to give up
+    done: asyncio.Future[Any] | None = None  # the parser thread's outcome (made with it: a small read has none)
 
     def settle_from_thread(kind: str, value: Any) -> None:
         if kind != "end":
+            assert done is not None
             loop.call_soon_threadsafe(_resolve, done, kind, value)
 
     async def sink(data: bytes) -> None:
-        nonlocal pipe, received
+        nonlocal pipe, received, done
         received += len(data)
         if pipe is not None:
             await pipe.feed(data)
             return
         head.append(data)
         if received > INLINE_BYTES:
-            pipe = Pipe(loop)
+            pipe, done = Pipe(loop), loop.create_future()
             threading.Thread(target=_parse, args=(pipe, described(), convert, None, settle_from_thread, stop, form),
                              name="oriza-copy-parser", daemon=True).start()
             for chunk in head:
@@ -499,6 +500,7 @@ async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn] | Call
             raise value
         return value
     pipe.end()
+    assert done is not None
     try:
         return await done
     finally:
