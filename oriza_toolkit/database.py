@@ -24,7 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import _loop, cluster, partitioned, provenance, snapshot
+from . import _loop, cluster, partitioned, provenance, snapshot, warm
 from . import queries as _queries
 from ._private import pool_max_overflow
 from ._sql import Params, QuerySpec, Statement, parameter_names, split_statements
@@ -822,9 +822,10 @@ class Database:
         self._revision = None
 
     def pool_status(self) -> str:
-        """Connections in use and the pool's size, e.g. ``"0 in use of 5"``."""
+        """Connections in use and the pool's size, e.g. ``"0 in use of 5"`` (the one the last
+        read left warm for the next is not in use: ``warm.py``)."""
         pool = self.engine.pool
-        in_use = getattr(pool, "checkedout", lambda: 0)()
+        in_use = getattr(pool, "checkedout", lambda: 0)() - warm.held(self.engine)
         return f"{in_use} in use of {self.pool_size}"
 
     def close(self) -> None:
@@ -845,7 +846,7 @@ class Database:
         if self._holder_engine is not None:
             await self._holder_engine.dispose()
         await self._session.close()
-        await self.engine.dispose()
+        await _disposed(self.engine)
 
     def __enter__(self) -> Database:
         return self
@@ -875,7 +876,13 @@ async def _next(chunks: AsyncGenerator[Any, None]) -> Any:
 
 def _dispose(engine: AsyncEngine) -> None:
     """Close a dropped Database's pooled connections, on the loop they belong to."""
-    _loop.submit_quietly(engine.dispose)
+    _loop.submit_quietly(lambda: _disposed(engine))
+
+
+async def _disposed(engine: AsyncEngine) -> None:
+    """Close ``engine``'s connections: the one kept warm (``warm.py``) and the pool's."""
+    await warm.release(engine)
+    await engine.dispose()
 
 
 cluster.open_database = Database

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
-from . import _sql
+from . import _sql, warm
 from ._sql import Params, QuerySpec, Statement
 from .backends import Backend, Form
 from .config import describe_location, mask_url
@@ -136,15 +136,27 @@ def check_batch(queries: object, errors: object, max_concurrency: object) -> Non
 
 @asynccontextmanager
 async def connection(engine: AsyncEngine, backend: Backend, *, begin: bool = False) -> AsyncIterator[AsyncConnection]:
-    """Check a connection out of the pool, turning connect failures into one clear error;
-    with ``begin``, inside a write transaction (committed at the end, rolled back on error).
+    """Check a connection out of the pool (or take the one the last read left warm:
+    ``warm.py``), turning connect failures into one clear error; with ``begin``, inside a
+    write transaction (committed at the end, rolled back on error).
 
     A connection whose driver connection has died is invalidated, so the pool replaces it.
+    One left idle (no transaction open, whether its statement failed or not) is kept warm
+    for the next read.
     """
-    try:
-        conn = await engine.connect()
-    except (OSError, sa_exc.DBAPIError, sa_exc.InterfaceError, TimeoutError) as error:
-        raise _connection_error(engine, backend, error) from None
+    taken = warm.take(engine)
+    if taken is not None and _driver_closed(taken[0]):  # the server closed it while it waited
+        with contextlib.suppress(Exception):
+            await taken[0].invalidate()
+        taken = None
+    if taken is None:
+        try:
+            conn, out_since = await engine.connect(), asyncio.get_running_loop().time()
+        except (OSError, sa_exc.DBAPIError, sa_exc.InterfaceError, TimeoutError) as error:
+            raise _connection_error(engine, backend, error) from None
+    else:
+        conn, out_since = taken
+    ended = True  # and not cancelled: a connection a cancel reached goes back to the pool
     try:
         if begin:
             async with backend.begin_write(conn):
@@ -160,11 +172,13 @@ async def connection(engine: AsyncEngine, backend: Backend, *, begin: bool = Fal
                 raise ConnectionLost(error) from error
         raise
     except BaseException:  # cancellation: the driver may have closed a connection it could not cancel
+        ended = False
         if _driver_closed(conn):
             await conn.invalidate()
         raise
     finally:
-        await conn.close()
+        if not (ended and warm.keep(engine, conn, out_since)):  # (an invalidated one is never kept)
+            await conn.close()
 
 
 class ConnectionLost(Exception):

@@ -18,7 +18,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from sqlalchemy.engine import make_url
 
 import oriza_toolkit as oz
-from oriza_toolkit import connections
+from oriza_toolkit import connections, warm
 
 from .pgcluster import Bouncer, Cluster, Standby, have_pgbouncer
 
@@ -156,6 +156,12 @@ def toolkit_shell(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interac
     finally:
         ipython.run_line_magic("unload_ext", "oriza_toolkit")
         InteractiveShell.clear_instance()
+
+
+def in_use(db: oz.Database) -> int:
+    """Connections of ``db``'s pool in use (checked out, less the one kept warm for the next
+    read: ``warm.py``)."""
+    return int(db.engine.pool.checkedout()) - warm.held(db.engine)  # type: ignore[attr-defined]
 
 
 def active_queries(db: oz.Database, marker: str) -> int:

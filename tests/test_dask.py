@@ -21,7 +21,7 @@ from distributed import Client, LocalCluster, wait
 import oriza_toolkit as oz
 from oriza_toolkit import cluster
 
-from .conftest import ACCOUNTS, TOTAL
+from .conftest import ACCOUNTS, TOTAL, in_use
 
 # The environment variable the workers find the URL in (they inherit it when they start).
 URL_ENV = "DATABASE_URL_OZ_DASK_TEST"
@@ -146,7 +146,7 @@ def test_a_task_after_its_snapshot_closed_is_one_line(client: Client, pg_url: st
             db.to_dask(f"select id from {events}", partition_on="id", partitions=2, snapshot=snap)
         with pytest.raises(oz.QueryError, match="the snapshot is closed; read in its `with` block"):
             snap.query("select 1")
-        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert in_use(db) == 0
 
 
 def _holders(db: oz.Database) -> int:
@@ -209,7 +209,7 @@ def test_to_dask_refuses_what_it_cannot_do(pg_url: str, sqlite_url: str) -> None
                 db.to_dask("select 1 as g", partition_on="g", partitions=2)
         finally:
             oz.settings.numeric = "float"
-        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert in_use(db) == 0
 
 
 def test_sqlite_gives_one_partition(client: Client, sqlite_url: str) -> None:
@@ -252,7 +252,7 @@ def test_graphs_dropped_in_a_row_never_starve_the_pool(pg_url: str, events: str)
             assert len(ddf.compute(scheduler="sync")) == 998
             del ddf
         gc.collect()
-        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert in_use(db) == 0
         assert _holders(db) == before + 6  # still held, for their grace
         assert db.query("select 1 as x").x[0] == 1
     with oz.connect(pg_url) as other:

@@ -17,7 +17,7 @@ import pytest
 import oriza_toolkit as oz
 from oriza_toolkit import migrations, partitioned
 
-from .conftest import TYPED_ROWS, TYPED_TABLE
+from .conftest import TYPED_ROWS, TYPED_TABLE, in_use
 
 SCENARIOS = ["primary", "standby", "pgbouncer", "tls", "readonly"]
 READ_ONLY = {"standby", "readonly"}
@@ -146,7 +146,7 @@ def test_consistent_batches_and_partitioned_reads(server: oz.Database) -> None:
     assert frames["n"].n[0] == len(frames["rows"]) == 20_000
     parts = server.query(sql, {"n": 20_000}, partition_on="id", partitions=3)
     assert sorted(parts.id.tolist()) == list(range(1, 20_001))
-    assert server.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert in_use(server) == 0
 
 
 def test_to_dask_and_partitions(server: oz.Database) -> None:
@@ -164,9 +164,9 @@ def test_to_dask_and_partitions(server: oz.Database) -> None:
     del ddf  # its snapshot goes back with it (on the toolkit's loop, a moment later)
     gc.collect()
     deadline = time.monotonic() + 5
-    while server.engine.pool.checkedout() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+    while in_use(server) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert server.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert in_use(server) == 0
 
 
 def test_partitions_spread_over_a_primary_and_its_standby(servers: dict[str, str]) -> None:

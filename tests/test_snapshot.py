@@ -9,7 +9,7 @@ import pytest
 
 import oriza_toolkit as oz
 
-from .conftest import ACCOUNTS, TOTAL
+from .conftest import ACCOUNTS, TOTAL, in_use
 
 
 def _sums(db: oz.Database, table: str, consistent: bool) -> int:
@@ -27,7 +27,7 @@ def test_a_consistent_batch_adds_up_under_a_concurrent_writer(pg: oz.Database, a
     # this is what the test would catch if the snapshot were not shared.
     broken = sum(_sums(pg, accounts, consistent=False) != TOTAL for _ in range(rounds))
     assert broken > 0
-    assert pg.engine.pool.checkedout() == 0  # type: ignore[attr-defined]  # the holder went back too
+    assert in_use(pg) == 0  # the holder went back too
 
 
 def test_a_partitioned_read_is_one_moment_under_a_concurrent_writer(pg: oz.Database, accounts: str) -> None:
@@ -49,7 +49,7 @@ def test_a_consistent_batch_keeps_failures_apart_and_releases_its_holder(pg: oz.
     frames = pg.query_many({"ok": "select 1 as x", "bad": "select 1/0 as x"}, consistent=True, errors="return",
                            progress=False)
     assert frames["ok"].x[0] == 1 and "division by zero" in str(frames["bad"])
-    assert pg.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert in_use(pg) == 0
 
 
 def test_consistent_needs_room_for_the_holder(pg_url: str) -> None:
@@ -129,4 +129,4 @@ def test_a_held_snapshot_for_later_reads(pg: oz.Database, pg_url: str, accounts:
     assert snap.closed and "(closed)" in repr(snap)
     with pytest.raises(oz.QueryError, match=r"^query 'select 1' failed: the snapshot is closed; read in its `with` "):
         snap.query("select 1")
-    assert pg.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert in_use(pg) == 0
