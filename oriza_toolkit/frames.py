@@ -124,6 +124,18 @@ def _frame_taking(holder: list[pa.Table], objects: Mapping[int, list[Any]] | Non
 TEXT_DTYPES = {"int2": "Int16", "int4": "Int32", "int8": "Int64", "oid": "Int64", "float8": "float64",
                "numeric": "float64", "bool": "boolean"}
 _NUMPY_INTEGERS = {"Int16": np.int16, "Int32": np.int32, "Int64": np.int64}
+# pandas' "str" by the string storage option, looked up once per storage (by name it costs
+# a small result's column ~15 us each time).
+_STR_DTYPES: dict[str, Any] = {}
+
+
+def _str_dtype() -> Any:
+    storage = pd.get_option("mode.string_storage")
+    dtype = _STR_DTYPES.get(storage)
+    if dtype is None:
+        dtype = _STR_DTYPES[storage] = pd.array([], dtype="str").dtype
+    return dtype
+
 
 
 def frame_from_texts(names: Sequence[str], dtypes: Sequence[str], columns: Sequence[Sequence[str | None]]
@@ -140,7 +152,7 @@ def frame_from_texts(names: Sequence[str], dtypes: Sequence[str], columns: Seque
     arrays: list[Any] = []
     for dtype, texts in zip(dtypes, columns, strict=True):
         if dtype == "str":
-            arrays.append(pd.array(texts, dtype="str"))
+            arrays.append(pd.array(texts, dtype=_str_dtype()))
         elif dtype == "float64":  # float() rounds correctly, as arrow's cast does; reads NaN and ±Infinity
             arrays.append(np.array([np.nan if text is None else float(text) for text in texts], dtype=np.float64))
         else:

@@ -82,6 +82,17 @@ def test_small_results_have_the_big_paths_dtypes_and_values(pg: oz.Database, spi
     pd.testing.assert_frame_equal(again, small)
 
 
+def test_small_text_columns_follow_pandas_string_storage(pg: oz.Database, spied: dict[str, int]) -> None:
+    """The small path's "str" follows ``mode.string_storage`` as the arrow path's does."""
+    for storage in ("python", "pyarrow"):
+        with pd.option_context("mode.string_storage", storage):
+            small = pg.query("select 'a' as t, null::text as n")
+            big = pd.concat(list(pg.stream("select 'a' as t, null::text as n", rows=10)), ignore_index=True)
+            assert small.t.dtype == big.t.dtype == small.n.dtype and small.t.dtype.storage == storage
+            pd.testing.assert_frame_equal(small, big)
+    assert spied["small"] == 2
+
+
 def test_values_the_small_path_leaves_to_the_parser(pg: oz.Database, spied: dict[str, int],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     quoted = pg.query("select 'a,b' as t, '' as e, '\\N' as n, 1.5::float4 as r")
