@@ -156,7 +156,7 @@ async def connection(engine: AsyncEngine, backend: Backend, *, begin: bool = Fal
             raise _connection_error(engine, backend, error) from None
     else:
         conn, out_since = taken
-    ended = True  # and not cancelled: a connection a cancel reached goes back to the pool
+    keepable = True  # unless cancelled: a connection a cancel reached goes back to the pool
     try:
         if begin:
             async with backend.begin_write(conn):
@@ -172,12 +172,12 @@ async def connection(engine: AsyncEngine, backend: Backend, *, begin: bool = Fal
                 raise ConnectionLost(error) from error
         raise
     except BaseException:  # cancellation: the driver may have closed a connection it could not cancel
-        ended = False
+        keepable = False
         if _driver_closed(conn):
             await conn.invalidate()
         raise
     finally:
-        if not (ended and warm.keep(engine, conn, out_since)):  # (an invalidated one is never kept)
+        if not (keepable and warm.keep(engine, conn, out_since)):  # (an invalidated one is never kept)
             await conn.close()
 
 

@@ -103,7 +103,10 @@ def _idle(conn: AsyncConnection) -> bool:
     if sync is None or sync.invalidated or sync.closed or sync.in_transaction() or (
             sync.get_execution_options() != sync.engine.get_execution_options()):
         return False
-    driver = sync.connection.driver_connection
+    try:
+        driver = sync.connection.driver_connection
+    except Exception:  # SQLAlchemy no longer hands it out: not one to keep
+        return False
     in_transaction = getattr(driver, "is_in_transaction", None)
     is_closed = getattr(driver, "is_closed", None)
     return callable(in_transaction) and callable(is_closed) and not in_transaction() and not is_closed()

@@ -12,8 +12,6 @@ from sqlalchemy import event
 import oriza_toolkit as oz
 from oriza_toolkit import warm
 
-from .conftest import in_use
-
 
 @pytest.fixture
 def small(pg_url: str) -> Iterator[oz.Database]:
