@@ -178,7 +178,26 @@ async def connection(engine: AsyncEngine, backend: Backend, *, begin: bool = Fal
         raise
     finally:
         if not (keepable and warm.keep(engine, conn, out_since)):  # (an invalidated one is never kept)
+            if keepable:
+                await _end_unseen_transaction(conn)
             await conn.close()
+
+
+async def _end_unseen_transaction(conn: AsyncConnection) -> None:
+    """Roll back a transaction a statement run as written began (``db.query("begin")``),
+    which SQLAlchemy does not know of and so would not reset: left open, it would go back to
+    the pool with it, and later reads there would see its snapshot or fail as aborted."""
+    sync = conn.sync_connection
+    if sync is None or sync.invalidated or sync.closed or sync.in_transaction():
+        return
+    driver = sync.connection.driver_connection
+    in_transaction = getattr(driver, "is_in_transaction", None)
+    if driver is None or not callable(in_transaction) or not in_transaction():
+        return
+    try:
+        await driver.execute("ROLLBACK")
+    except Exception:  # not to be trusted with anyone's reads now
+        await conn.invalidate()
 
 
 class ConnectionLost(Exception):

@@ -214,3 +214,24 @@ def test_a_batch_outlives_connections_lost_midway(pg: oz.Database) -> None:
     assert [int(r.i[0]) for name, r in results.items() if name not in lost] == [
         i for i in range(30) if i not in (3, 4, 17)]
     assert pg.query_many({"a": "select 1 as x", "b": "select 2 as x"}, progress=False)["b"].x[0] == 2
+
+
+def test_a_transaction_begun_by_a_read_ends_with_it(pg_url: str, pg: oz.Database) -> None:
+    """``begin`` run as written on a pooled connection is rolled back when the connection goes
+    back: later reads on it neither see its old snapshot nor fail as aborted."""
+    table = f"begun_{os.getpid()}_{threading.get_ident() % 10_000}"
+    pg.execute(f"create table {table} (x int)")
+    db = oz.connect(pg_url, pool_size=1, max_overflow=0)  # every read lands on the one connection
+    try:
+        db.query("begin isolation level repeatable read")
+        assert db.query(f"select count(*) as n from {table}").n[0] == 0
+        pg.execute(f"insert into {table} values (1)")
+        assert db.query(f"select count(*) as n from {table}").n[0] == 1  # a fresh snapshot
+        db.query("begin")
+        with pytest.raises(oz.QueryError, match="division by zero"):
+            db.query("select 1/0 as x")
+        assert db.query("select 2 as x").x[0] == 2  # not "current transaction is aborted"
+        assert db.pool_status() == "0 in use of 1"
+    finally:
+        db.close()
+        pg.execute(f"drop table {table}")
