@@ -190,7 +190,10 @@ async def _end_unseen_transaction(conn: AsyncConnection) -> None:
     sync = conn.sync_connection
     if sync is None or sync.invalidated or sync.closed or sync.in_transaction():
         return
-    driver = sync.connection.driver_connection
+    try:
+        driver = sync.connection.driver_connection
+    except sa_exc.SQLAlchemyError:  # no longer handed out: the pool drops it
+        return
     in_transaction = getattr(driver, "is_in_transaction", None)
     if driver is None or not callable(in_transaction) or not in_transaction():
         return

@@ -3,11 +3,12 @@
 A small read costs little on the server and a lot in the client, and much of what the
 client spends goes to SQLAlchemy's checkout and return (an AsyncConnection, two greenlet
 switches, the pool's events and reset): measured on ``select 1`` in a loop, ~25% of the
-whole call. So the connection of a single read that ended cleanly (no error, no
-transaction open on it) stays checked out, idle, for the next single read of the same
-engine, for at most :data:`IDLE_SECONDS` after its last use and :data:`HELD_SECONDS` in
-all; then it goes back to the pool, whose checks (``pool_pre_ping``, ``pool_recycle``,
-the toolkit's closed-connection check) it meets again at its next checkout.
+whole call. So the connection a read ends with, if it ends idle (not cancelled, no
+transaction open on it, whether its statement failed or not), stays checked out for the
+next read of the same engine, for at most :data:`IDLE_SECONDS` after its last use and
+:data:`HELD_SECONDS` in all; then it goes back to the pool, whose checks
+(``pool_pre_ping``, ``pool_recycle``, the toolkit's closed-connection check) it meets
+again at its next checkout.
 
 While it waits it is one connection checked out of the pool (``Database.pool_status``
 does not count it as in use). Any read can take it, a batch's runners too, so it never
