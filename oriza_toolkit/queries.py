@@ -177,26 +177,53 @@ async def connection(engine: AsyncEngine, backend: Backend, *, begin: bool = Fal
             await conn.invalidate()
         raise
     finally:
-        if not (keepable and warm.keep(engine, conn, out_since)):  # (an invalidated one is never kept)
-            if keepable:
-                await _end_unseen_transaction(conn)
+        # (an invalidated one is never kept, and never holds a transaction to end)
+        if not keepable:
             await conn.close()
+        else:
+            driver = _driver_outside_transactions(conn)
+            in_transaction = None if driver is None else _driver_in_transaction(driver)
+            # Execution options (an isolation level, read-only) are put back by the pool's reset.
+            idle = in_transaction is False and not _own_execution_options(conn)
+            if not warm.keep(engine, conn, out_since, idle=idle):
+                if in_transaction:
+                    await _end_unseen_transaction(conn, driver)
+                await conn.close()
 
 
-async def _end_unseen_transaction(conn: AsyncConnection) -> None:
-    """Roll back a transaction a statement run as written began (``db.query("begin")``),
-    which SQLAlchemy does not know of and so would not reset: left open, it would go back to
-    the pool with it, and later reads there would see its snapshot or fail as aborted."""
+def _driver_outside_transactions(conn: AsyncConnection) -> Any | None:
+    """The driver's own connection under ``conn``, where SQLAlchemy still hands it out and
+    holds no transaction on it; else None."""
     sync = conn.sync_connection
     if sync is None or sync.invalidated or sync.closed or sync.in_transaction():
-        return
+        return None
     try:
-        driver = sync.connection.driver_connection
+        return sync.connection.driver_connection
     except sa_exc.SQLAlchemyError:  # no longer handed out: the pool drops it
-        return
+        return None
+
+
+def _driver_in_transaction(driver: Any) -> bool | None:
+    """Whether the server holds ``driver`` in a transaction; None where the driver does not
+    say (aiosqlite) or is closed."""
     in_transaction = getattr(driver, "is_in_transaction", None)
-    if driver is None or not callable(in_transaction) or not in_transaction():
-        return
+    is_closed = getattr(driver, "is_closed", None)
+    if not callable(in_transaction) or not callable(is_closed) or is_closed():
+        return None
+    return bool(in_transaction())
+
+
+def _own_execution_options(conn: AsyncConnection) -> bool:
+    """Whether ``conn`` carries execution options beyond its engine's."""
+    sync = conn.sync_connection
+    return sync is not None and sync.get_execution_options() != sync.engine.get_execution_options()
+
+
+async def _end_unseen_transaction(conn: AsyncConnection, driver: Any) -> None:
+    """Roll back the transaction a statement run as written began on ``driver``
+    (``db.query("begin")``), which SQLAlchemy does not know of and so would not reset:
+    left open, it would go back to the pool with it, and later reads there would see its
+    snapshot or fail as aborted."""
     try:
         await driver.execute("ROLLBACK")
     except Exception:  # not to be trusted with anyone's reads now

@@ -58,17 +58,19 @@ def take(engine: AsyncEngine) -> tuple[AsyncConnection, float] | None:
     return conn, slot.out_since
 
 
-def keep(engine: AsyncEngine, conn: AsyncConnection, out_since: float) -> bool:
+def keep(engine: AsyncEngine, conn: AsyncConnection, out_since: float, *, idle: bool) -> bool:
     """Keep ``conn`` (checked out at ``out_since``, loop time) for the next read of
-    ``engine``; False (the caller gives it back) where it must go back to the pool: one is
-    kept already, it has been out for :data:`HELD_SECONDS`, it is not idle, or the engine
-    keeps no idle connections (``NullPool``: a snapshot's holder, or the user's choice)."""
+    ``engine``; False (the caller gives it back) where it must go back to the pool: it is
+    not ``idle`` (the caller knows its driver: open, no transaction, no execution options
+    of its own), one is kept already, it has been out for :data:`HELD_SECONDS`, or the
+    engine keeps no idle connections (``NullPool``: a snapshot's holder, or the user's
+    choice)."""
     loop = asyncio.get_running_loop()
     now = loop.time()
     slot = _slots.get(engine.sync_engine)
     if slot is None:
         slot = _slots[engine.sync_engine] = _Slot()
-    if slot.conn is not None or now - out_since > HELD_SECONDS or isinstance(engine.pool, NullPool) or not _idle(conn):
+    if not idle or slot.conn is not None or now - out_since > HELD_SECONDS or isinstance(engine.pool, NullPool):
         return False
     slot.conn, slot.out_since, slot.idle_since = conn, out_since, now
     if slot.timer is None:
@@ -94,23 +96,6 @@ async def release(engine: AsyncEngine) -> None:
     if conn is not None:
         with contextlib.suppress(Exception):  # a dead connection is dropped by the pool
             await conn.close()
-
-
-def _idle(conn: AsyncConnection) -> bool:
-    """Whether ``conn`` is open with no transaction, in SQLAlchemy and on the server, and
-    none of its own execution options (an isolation level, read-only: the pool's reset
-    puts those back, so one carrying them must go back to the pool)."""
-    sync = conn.sync_connection
-    if sync is None or sync.invalidated or sync.closed or sync.in_transaction() or (
-            sync.get_execution_options() != sync.engine.get_execution_options()):
-        return False
-    try:
-        driver = sync.connection.driver_connection
-    except Exception:  # SQLAlchemy no longer hands it out: not one to keep
-        return False
-    in_transaction = getattr(driver, "is_in_transaction", None)
-    is_closed = getattr(driver, "is_closed", None)
-    return callable(in_transaction) and callable(is_closed) and not in_transaction() and not is_closed()
 
 
 def _expire(engine: Engine) -> None:
