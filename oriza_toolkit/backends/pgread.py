@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from ..frames import DECIMAL_TEXT, JSON, KIND, TEXT_DTYPES, Chunk, Form, frame_from_texts, parse_json
+from ..frames import DECIMAL_TEXT, JSON, KIND, TEXT_DTYPES, Chunk, Form, frame_from_texts, json_values
 from ..settings import settings
 from .asyncpg_private import Sink, copy_out, query_offset
 
@@ -370,7 +370,7 @@ def typed_chunk(batch: pa.RecordBatch, columns: Sequence[PgColumn], form: Form =
         if col.is_json:
             metadata = {KIND: JSON}
             if form != "arrow":
-                objects[i] = [None if text is None else parse_json(text) for text in array.to_pylist()]
+                objects[i] = json_values(array)
             if form == "frame":
                 array = pa.nulls(len(array), pa.string())
         elif col.type_name == "interval":

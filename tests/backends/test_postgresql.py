@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 import oriza_toolkit as oz
 from oriza_toolkit.backends import asyncpg_private, pgread, pgwrite
 from oriza_toolkit.backends.postgresql import PostgresBackend
+from oriza_toolkit.frames import frame_from_arrow
 
 from ..test_results import TYPED
 
@@ -121,6 +122,20 @@ def test_values_of_100_mb_read_exactly(pg: oz.Database, expression: str, expecte
     assert streamed == [expected, expected]
 
 
+def test_json_integers_past_64_bits_stay_exact(pg: oz.Database) -> None:
+    # orjson reads them as floats (12345678901234567890123 became 1.2345678901234568e+22).
+    doc = {"id": 123456789012345678901234567890, "low": -9223372036854775809, "top": 18446744073709551615,
+           "digits": "1234567890123456789012", "f": 0.1234567890123456789}
+    sql = ("select ('{\"id\": 123456789012345678901234567890, \"low\": -9223372036854775809, "
+           "\"top\": 18446744073709551615, \"digits\": \"1234567890123456789012\", "
+           "\"f\": 0.1234567890123456789}')::jsonb as doc, array[18446744073709551616::numeric] as a")
+    small = pg.query(sql)
+    assert small.doc[0] == doc and type(small.doc[0]["id"]) is int and small.a[0] == [18446744073709551616]
+    big = pg.query(f"select doc, a, g from ({sql}) as q, generate_series(1, 20000) as g")  # one JSON array per chunk
+    assert big.doc.tolist() == [doc] * 20000 and big.a[19999] == [18446744073709551616]
+    assert frame_from_arrow(pg.query_arrow(sql)).doc[0] == doc
+
+
 def test_jsonb_and_bytea_of_100_mb_read_exactly(pg: oz.Database) -> None:
     frame = pg.query("select ('{\"k\": \"' || repeat('x', 100 << 20) || '\"}')::jsonb as j, "
                      "decode(repeat('00ff', 50 << 20), 'hex') as b")
@@ -207,15 +222,15 @@ def test_quick_batch_takes_only_what_it_can_parse_exactly() -> None:
 def test_json_is_parsed_only_for_dataframes(pg: oz.Database, monkeypatch: pytest.MonkeyPatch) -> None:
     sql = "select g as id, jsonb_build_object('g', g) as doc from generate_series(1, 20000) as g"
     frame = pg.query(sql)
-    parsed: list[str] = []
-    real = pgread.parse_json
-    monkeypatch.setattr(pgread, "parse_json", lambda text: parsed.append(text) or real(text))
+    parsed: list[int] = []
+    real = pgread.json_values
+    monkeypatch.setattr(pgread, "json_values", lambda texts: parsed.append(len(texts)) or real(texts))
     table = pg.query_arrow(sql)
     batches = list(pg.stream(sql, rows=5_000, arrow=True))
     assert not parsed  # arrow keeps JSON as text: parsing it would be wasted
     assert table.column("doc")[1].as_py() == '{"g": 2}' and pa.Table.from_batches(batches).equals(table)
     streamed = pd.concat(list(pg.stream(sql, rows=5_000)), ignore_index=True)
     pd.testing.assert_frame_equal(streamed, frame)
-    assert frame.doc[1] == {"g": 2} and len(parsed) == 20_000
+    assert frame.doc[1] == {"g": 2} and sum(parsed) == 20_000
     both = pg.query(sql, partition_on="id", partitions=3)  # chunks joined later: parsed, and text kept
     pd.testing.assert_frame_equal(both, frame)
