@@ -36,7 +36,7 @@ __all__ = ["HAS_COPY_OUT", "HAS_TRANSPORT", "Described", "Sink", "copy_out", "de
 Sink = Callable[[bytes], Awaitable[None]]
 
 _COPY_HEAD = "COPY ("
-_COPY_TAIL = "\n) TO STDOUT (FORMAT csv, NULL E'\\\\N')"  # E'': the same on any standard_conforming_strings
+_COPY_TAIL = "\n) TO STDOUT"  # the text format: tab-separated, NULL as \N
 
 
 def _has_copy_out() -> bool:
@@ -63,7 +63,7 @@ def query_offset(settings: str) -> int:
 
 
 async def copy_out(driver: Any, settings: str, query: str, sink: Sink) -> None:
-    """Stream ``COPY (query) TO STDOUT`` as CSV (NULL as ``\\N``) into ``sink``, with
+    """Stream ``COPY (query) TO STDOUT`` (the text format) into ``sink``, with
     ``settings`` (``SET LOCAL`` statements) in force for the COPY's transaction only."""
     if HAS_COPY_OUT:
         await driver._copy_out(f"{settings}; {_COPY_HEAD}{query}{_COPY_TAIL}", sink, None)
@@ -71,12 +71,11 @@ async def copy_out(driver: Any, settings: str, query: str, sink: Sink) -> None:
     _warn_once()
     if driver.is_in_transaction():  # the caller's own transaction: SET LOCAL lasts to its end
         await driver.execute(settings)
-        await driver.copy_from_query(f"{query}\n", output=sink, format="csv", null="\\N")
+        await driver.copy_from_query(f"{query}\n", output=sink, format="text")
         return
     async with driver.transaction():
-        # asyncpg writes NULL '\N': make sure the backslash is read as written
-        await driver.execute(f"{settings}; SET LOCAL standard_conforming_strings = on")
-        await driver.copy_from_query(f"{query}\n", output=sink, format="csv", null="\\N")
+        await driver.execute(settings)
+        await driver.copy_from_query(f"{query}\n", output=sink, format="text")
 
 
 def _warn_once() -> None:

@@ -1,12 +1,18 @@
 """PostgreSQL's COPY output as typed arrow chunks, parsed off the event loop.
 
+COPY's text format (tab-separated, ``\\N`` for NULL, backslash escapes): the server
+formats it ~10% faster than CSV (which quotes every value holding a quote or a comma, as
+every JSON value does), every newline in it ends a row, and a value needs decoding only
+where it holds a backslash (:func:`unescaped`: rare, and found in one scan of a column).
+
 The loop thread only moves bytes: COPY's chunks go into a bounded :class:`Pipe`; a
-thread of the read's own parses them with pyarrow's streaming CSV reader and does all
-the CPU-heavy work (typing each batch, parsing JSON with orjson, and for a whole result
-building the DataFrame), overlapping with the transfer. When the pipe is full the loop
-stops reading the socket, so the server waits too: a slow consumer of :func:`stream`
-holds a few chunks, never the result. A whole result that fits in
-the first :data:`INLINE_BYTES` is parsed on the loop itself (a small query needs no thread).
+thread of the read's own parses them with pyarrow's streaming CSV reader (tab-separated,
+without quoting) and does all the CPU-heavy work (typing each batch, parsing JSON with
+orjson, and for a whole result building the DataFrame), overlapping with the transfer.
+When the pipe is full the loop stops reading the socket, so the server waits too: a slow
+consumer of :func:`stream` holds a few chunks, never the result. A whole result that fits
+in the first :data:`INLINE_BYTES` is parsed on the loop itself (a small query needs no
+thread).
 """
 
 from __future__ import annotations
@@ -32,8 +38,11 @@ from .asyncpg_private import Sink, copy_out, query_offset
 __all__ = ["PgColumn", "copy_query", "copy_stream", "copy_whole", "guarded_copy_query"]
 
 NULL_MARKER = "\\N"
-# What the parser is handed at a time (more when one row is longer).
+# What the parser is handed at a time (more when one row is longer) ...
 BLOCK_SIZE = 4 << 20
+# ... and, reading a whole result, at least (unless it ended): each parsed chunk has a
+# cost of its own, and a parser that keeps up would otherwise take a few rows at a time.
+WHOLE_BLOCK = 1 << 20
 # pyarrow's block size: rows arrive whole (see Pipe), so this only bounds one row.
 MAX_ROW_BYTES = 1 << 30
 # A result this small is parsed on the loop: starting a thread costs more.
@@ -55,7 +64,7 @@ try:
 except NotImplementedError:  # a pyarrow built without it
     _POOL = pa.default_memory_pool()
 
-# What the CSV parser relies on, for the COPY's own (implicit) transaction only.
+# What the parser relies on, for the COPY's own (implicit) transaction only.
 SETTINGS = "SET LOCAL DateStyle = 'ISO'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'"
 
 _ARROW_INTEGERS = {"int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64(), "oid": pa.int64()}
@@ -155,24 +164,25 @@ class Pipe(io.RawIOBase):
     """COPY's bytes, fed on the loop and read by pyarrow in the parser thread, bounded to
     :data:`PIPE_BYTES` (:meth:`feed` waits for the reader past that).
 
-    :meth:`read` hands out whole rows only. pyarrow's CSV reader fails ("straddling
-    object straddles two block boundaries") on a row spread over more than two of its
-    blocks, which happens to a value longer than the block size, and to a far shorter
-    one that arrives over a slow network in small reads. A row is held back until its
-    end has arrived, however long it is; its bytes do not count against the bound (the
-    reader needs all of them before it can return any).
+    :meth:`read` hands out whole rows only (a newline ends a row: COPY's text format
+    escapes those in values), at least ``least`` bytes of them unless the data ended.
+    pyarrow's CSV reader fails ("straddling object straddles two block boundaries") on a
+    row spread over more than two of its blocks, which happens to a value longer than
+    the block size, and to a far shorter one that arrives over a slow network in small
+    reads. A row is held back until its end has arrived, however long it is; its bytes do
+    not count against the bound (the reader needs all of them before it can return any).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, least: int = 1) -> None:
         super().__init__()
         self._loop = loop
+        self._least = least
         self._chunks: deque[bytes | None] = deque()
         self._ready = threading.Condition()
         self._room = asyncio.Event()
         self._room.set()
         self._partial: list[bytes] = []  # the start of a row whose end has not arrived
         self._partial_bytes = 0
-        self._quoted = 0  # 1 while inside a quoted CSV value at the end of what was taken
         self._ended = False
         self._reader_gone = False
         self.buffered = 0
@@ -208,12 +218,13 @@ class Pipe(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         """The whole rows that have arrived, about :data:`BLOCK_SIZE` bytes of them at
-        most unless one row is longer; waits while there is not one whole row (so a slow
-        result reaches the parser row by row). At the end, whatever is left."""
+        most unless one row is longer; waits while there are fewer than ``least`` bytes of
+        whole rows (with the default of 1, a slow result reaches the parser row by row).
+        At the end, whatever is left."""
         limit = size if size is not None and size >= 0 else 1 << 62
         rows: list[bytes] = []
         taken = 0
-        while not self._ended and (not taken or (taken < BLOCK_SIZE and self._chunks)):
+        while not self._ended and (taken < self._least or (taken < BLOCK_SIZE and self._chunks)):
             with self._ready:
                 while not self._chunks:
                     self._ready.wait()
@@ -228,8 +239,8 @@ class Pipe(io.RawIOBase):
                 taken += self._partial_bytes
                 self._partial, self._partial_bytes = [], 0
                 break
-            cut, self._quoted = _last_row_end(chunk, self._quoted)
-            if cut < 0:
+            cut = chunk.rfind(b"\n") + 1
+            if not cut:
                 self._partial.append(chunk)
                 self._partial_bytes += len(chunk)
                 continue
@@ -247,28 +258,6 @@ class Pipe(io.RawIOBase):
         return len(data)
 
 
-def _last_row_end(chunk: bytes, quoted: int) -> tuple[int, int]:
-    """Where the last row that ends in ``chunk`` ends (the index after its newline, or
-    -1), given whether ``chunk`` starts inside a quoted value (1) or not (0); and whether
-    it ends inside one.
-
-    COPY's CSV quotes every value holding a quote, a comma or a newline, and doubles the
-    quotes inside it, so a newline ends a row exactly when an even number of quotes
-    precede it. Each byte is counted once, by ``bytes.count`` and ``rfind``.
-    """
-    quotes = chunk.count(b'"')
-    at_end = (quoted + quotes) & 1
-    if not quotes:
-        return (-1 if quoted else chunk.rfind(b"\n") + 1 or -1), at_end
-    position, inside = len(chunk), at_end
-    while (newline := chunk.rfind(b"\n", 0, position)) >= 0:
-        inside ^= chunk.count(b'"', newline + 1, position) & 1
-        if not inside:
-            return newline + 1, at_end
-        position = newline
-    return -1, at_end
-
-
 def _batches(source: Any, columns: Sequence[PgColumn]) -> Iterator[pa.RecordBatch]:
     if isinstance(source, io.BytesIO) and (quick := quick_batch(source.getvalue(), columns)) is not None:
         yield quick
@@ -280,14 +269,13 @@ def _batches(source: Any, columns: Sequence[PgColumn]) -> Iterator[pa.RecordBatc
             source,
             memory_pool=_POOL,
             read_options=pcsv.ReadOptions(column_names=keys, block_size=MAX_ROW_BYTES),
-            parse_options=pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, ignore_empty_lines=False),
             convert_options=pcsv.ConvertOptions(
                 column_types=types,
                 null_values=[NULL_MARKER],
                 true_values=["t"],
                 false_values=["f"],
                 strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
                 timestamp_parsers=[pcsv.ISO8601],
             ),
         )
@@ -299,17 +287,16 @@ def _batches(source: Any, columns: Sequence[PgColumn]) -> Iterator[pa.RecordBatc
 
 
 def quick_batch(data: bytes, columns: Sequence[PgColumn]) -> pa.RecordBatch | None:
-    """A small result's CSV as the batch pyarrow's CSV reader would make of it, without
+    """A small result's COPY text as the batch pyarrow's reader would make of it, without
     the reader (its set-up costs more than a few rows take to parse), or None where that
     cannot be done exactly.
 
-    Exact when no value is quoted (COPY quotes every value holding a comma, a quote, a
-    newline or the NULL marker, and empty strings: without a quote, a comma ends a value,
-    a newline a row, and ``\\N`` is NULL) and every column arrives as text, an integer or a
-    float (arrow's cast from text parses those as the CSV reader does, ``NaN`` and
-    ``Infinity`` too); booleans, dates and times go through the reader.
+    Exact when no value holds an escape (see :func:`_plain_rows`) and every column
+    arrives as text, an integer or a float (arrow's cast from text parses those as the
+    reader does, ``NaN`` and ``Infinity`` too); booleans, dates and times go through the
+    reader.
     """
-    if not all(col.csv_type in _QUICK_TYPES for col in columns) or (rows := _unquoted_rows(data, columns)) is None:
+    if not all(col.csv_type in _QUICK_TYPES for col in columns) or (rows := _plain_rows(data, columns)) is None:
         return None
     try:
         arrays = [pa.array([None if row[i] == NULL_MARKER else row[i] for row in rows], pa.string()).cast(col.csv_type)
@@ -319,24 +306,30 @@ def quick_batch(data: bytes, columns: Sequence[PgColumn]) -> pa.RecordBatch | No
     return pa.RecordBatch.from_arrays(arrays, names=[str(i) for i in range(len(columns))])
 
 
-def _unquoted_rows(data: bytes, columns: Sequence[PgColumn]) -> list[list[str]] | None:
-    """A small result's CSV split into rows of values, where no value is quoted (see
-    :func:`quick_batch`); else None."""
-    if len(data) > QUICK_BYTES or not data or b'"' in data or not columns:
+def _plain_rows(data: bytes, columns: Sequence[PgColumn]) -> list[list[str]] | None:
+    """A small result's COPY text split into rows of values, where no value holds an
+    escape; else None.
+
+    COPY escapes every backslash, tab and newline in a value, so where each backslash
+    starts a NULL marker (``\\N``), a tab ends a value, a newline a row, and ``\\N``
+    alone is NULL (the text ``\\N`` arrives as ``\\\\N``).
+    """
+    if len(data) > QUICK_BYTES or not data or not columns or data.count(b"\\") != data.count(b"\\N"):
         return None
     lines = data.decode().split("\n")
     if lines[-1] == "":
         lines.pop()
-    rows = [line.split(",") for line in lines]
+    rows = [line.split("\t") for line in lines]
     return None if any(len(row) != len(columns) for row in rows) else rows
 
 
 def small_frame(data: bytes, columns: Sequence[PgColumn]) -> pd.DataFrame | None:
-    """A small result's DataFrame straight from its CSV (:func:`frames.frame_from_texts`:
-    no parser, no arrow), where every column is an integer, a double, a boolean, a number
-    read as floats or text, and no value is quoted (as :func:`quick_batch`); else None."""
+    """A small result's DataFrame straight from its COPY text
+    (:func:`frames.frame_from_texts`: no parser, no arrow), where every column is an
+    integer, a double, a boolean, a number read as floats or text, and no value holds an
+    escape (as :func:`quick_batch`); else None."""
     dtypes = [_text_dtype(col) for col in columns]
-    if None in dtypes or (rows := _unquoted_rows(data, columns)) is None:
+    if None in dtypes or (rows := _plain_rows(data, columns)) is None:
         return None
     texts = [[None if value == NULL_MARKER else value for value in values] for values in zip(*rows, strict=True)]
     return frame_from_texts([col.name for col in columns], cast(list[str], dtypes), texts)
@@ -353,19 +346,21 @@ def _text_dtype(column: PgColumn) -> str | None:
 
 
 def typed_chunk(batch: pa.RecordBatch, columns: Sequence[PgColumn], form: Form = "chunks") -> Chunk:
-    """A parsed CSV batch in final arrow types, named as the server named them, for a
-    result read as ``form``.
+    """A parsed batch of COPY's text in final arrow types, named as the server named
+    them, for a result read as ``form``.
 
-    Intervals become durations, enums ordered dictionaries of their labels, bytea binary;
-    JSON (json, jsonb, arrays, records) stays text, marked, and is also parsed here: only
-    parsed for a DataFrame (its text is no longer needed: NULLs take its place), only text
-    for arrow.
+    Text is decoded (:func:`unescaped`); intervals become durations, enums ordered
+    dictionaries of their labels, bytea binary; JSON (json, jsonb, arrays, records) stays
+    text, marked, and is also parsed here: only parsed for a DataFrame (its text is no
+    longer needed: NULLs take its place), only text for arrow.
     """
     arrays = []
     fields = []
     objects: dict[int, list[Any]] = {}
     for i, col in enumerate(columns):
         array = batch.column(i)
+        if array.type == pa.string():
+            array = unescaped(array)
         metadata = None
         if col.is_json:
             metadata = {KIND: JSON}
@@ -386,6 +381,37 @@ def typed_chunk(batch: pa.RecordBatch, columns: Sequence[PgColumn], form: Form =
         arrays.append(array)
         fields.append(pa.field(col.name, array.type, metadata=metadata))
     return Chunk(pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)), objects)
+
+
+# What COPY's text format writes for a backslash and the control characters it escapes.
+_ESCAPES = (("\\b", "\b"), ("\\f", "\f"), ("\\n", "\n"), ("\\r", "\r"), ("\\t", "\t"), ("\\v", "\v"))
+_BACKSLASH = re.compile(rb"\\")
+
+
+def unescaped(array: pa.Array) -> pa.Array:
+    r"""A text column of COPY's text format decoded: ``\\`` is a backslash, ``\n`` a
+    newline, and so on for the control characters COPY escapes (:data:`_ESCAPES`).
+
+    Only values holding a backslash change; whether any does is one scan of the column's
+    bytes (NULLs hold none). A value never holds a NUL (the server's output functions write
+    C strings), so an escaped backslash becomes one while the rest are decoded, then a
+    backslash again; one left over is an escape COPY does not write, and fails the read.
+
+    Example::
+
+        >>> unescaped(pa.array([r"C:\\new", r"a\tb", None])).to_pylist()
+        ['C:\\new', 'a\tb', None]
+    """
+    data = array.buffers()[2]
+    if data is None or not _BACKSLASH.search(memoryview(data)):
+        return array
+    holds = pc.fill_null(pc.match_substring(array, "\\"), False)
+    texts = pc.replace_substring(array.filter(holds), "\\\\", "\0")
+    for escape, character in _ESCAPES:
+        texts = pc.replace_substring(texts, escape, character)
+    if pc.any(pc.match_substring(texts, "\\")).as_py():
+        raise ValueError("COPY sent an escape its text format does not have")
+    return pc.replace_with_mask(array, holds, pc.replace_substring(texts, "\0", "\\"))
 
 
 def empty_chunk(columns: Sequence[PgColumn]) -> Chunk:
@@ -473,7 +499,7 @@ async def copy_whole(driver: Any, query: str, columns: Sequence[PgColumn] | Call
             return
         head.append(data)
         if received > INLINE_BYTES:
-            pipe, done = Pipe(loop), loop.create_future()
+            pipe, done = Pipe(loop, WHOLE_BLOCK), loop.create_future()
             threading.Thread(target=_parse, args=(pipe, described(), convert, None, settle_from_thread, stop, form),
                              name="oriza-copy-parser", daemon=True).start()
             for chunk in head:

@@ -12,10 +12,10 @@ Reading a query:
    which cannot take parameters, needs no temp table, no TEMP privilege and no writable
    transaction: it runs on hot standbys and as read-only roles.
 3. ``SET LOCAL`` of the output settings the parser relies on and ``COPY (query) TO
-   STDOUT (FORMAT csv)``, in one message and so one implicit transaction (pgbouncer's
+   STDOUT`` (the text format: ``pgread.py``), in one message and so one implicit transaction (pgbouncer's
    transaction mode keeps it on one server connection; nothing is sent at connect time
    that pgbouncer refuses; a user's own session settings cannot break parsing). The
-   output is parsed off the loop while it streams in (``pgcopy.py``).
+   output is parsed off the loop while it streams in (``pgread.py``).
 
 A read is two round trips (three with parameters that need the server's output); a read
 of a statement described before is one (``pgflight.py``: the describe and the COPY sent

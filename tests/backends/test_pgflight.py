@@ -93,14 +93,16 @@ def test_small_text_columns_follow_pandas_string_storage(pg: oz.Database, spied:
     assert spied["small"] == 2
 
 
-def test_values_the_small_path_leaves_to_the_parser(pg: oz.Database, spied: dict[str, int],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    quoted = pg.query("select 'a,b' as t, '' as e, '\\N' as n, 1.5::float4 as r")
-    assert spied["small"] == 0 and quoted.t[0] == "a,b" and quoted.e[0] == "" and quoted.n[0] == "\\N"
-    assert str(quoted.r.dtype) == "float32"
+def test_what_the_small_path_takes_and_leaves_to_the_parser(pg: oz.Database, spied: dict[str, int],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = pg.query("select 'a,b' as t, '' as e, 'say \"hi\"' as q")
+    assert spied["small"] == 1 and plain.t[0] == "a,b" and plain.e[0] == "" and plain.q[0] == 'say "hi"'
+    escaped = pg.query("select '\\N' as n, E'a\\tb' as tab, 'C:\\x' as path, E'1\\n2' as lines")  # escapes
+    assert spied["small"] == 1 and escaped.iloc[0].tolist() == ["\\N", "a\tb", "C:\\x", "1\n2"]
+    assert str(pg.query("select 1.5::float4 as r").r.dtype) == "float32" and spied["small"] == 1
     monkeypatch.setattr(oz.settings, "numeric", "decimal")
     exact = pg.query("select 1.10::numeric as d")
-    assert spied["small"] == 0 and str(exact.d[0]) == "1.10"
+    assert spied["small"] == 1 and str(exact.d[0]) == "1.10"
 
 
 def test_a_repeated_read_is_one_flight_and_reads_the_same(pg: oz.Database, spied: dict[str, int]) -> None:

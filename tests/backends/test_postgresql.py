@@ -91,8 +91,9 @@ def test_interval_parameters_and_dates_round_trip(pg: oz.Database) -> None:
 def test_rows_reach_the_parser_whole_however_they_arrive() -> None:
     # A value split over many small network reads (a slow link) used to fail in pyarrow
     # ("straddling object straddles two block boundaries") once it spanned three reads.
-    value = 'say "hi",\n' * 30_000
-    csv = ("1,\"" + value.replace('"', '""') + "\"\n2,\\N\n3,\"\"\n").encode()
+    value = 'say "hi",\t\\\n' * 30_000
+    escaped = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")  # as COPY writes it
+    csv = ("1\t" + escaped + "\n2\t\\N\n3\t\n").encode()
 
     async def feed_slowly() -> list[Any]:
         pipe = pgread.Pipe(asyncio.get_running_loop())
@@ -108,7 +109,7 @@ def test_rows_reach_the_parser_whole_however_they_arrive() -> None:
     batches = asyncio.run(feed_slowly())
     table = pa.Table.from_batches(batches)
     assert table.column(0).to_pylist() == [1, 2, 3]
-    assert table.column(1).to_pylist() == [value, None, ""]
+    assert pgread.unescaped(table.column(1).combine_chunks()).to_pylist() == [value, None, ""]
 
 
 @pytest.mark.parametrize(("expression", "expected"), [
@@ -120,6 +121,36 @@ def test_values_of_100_mb_read_exactly(pg: oz.Database, expression: str, expecte
     assert frame.t[0] == expected and frame.x[0] == 1
     streamed = [chunk.t[0] for chunk in pg.stream(f"select {expression} as t from generate_series(1, 2)", rows=1)]
     assert streamed == [expected, expected]
+
+
+# Every character COPY's text format escapes, and text that looks like an escape.
+ESCAPED = ["C:\\new\\table", "tab\there", "line\nbreak", "cr\rlf", "\b\f\v", "\x01\x1f\x7f", "\\N", "\\", "",
+           "\\\\t", "ends in \\", 'say "hi", ok', "é\tü", "plain"]
+
+
+def test_text_with_escapes_reads_exactly(pg: oz.Database) -> None:
+    name = f"oz_escaped_{uuid.uuid4().hex[:8]}"
+    kind = f"oz_labels_{uuid.uuid4().hex[:8]}"
+    pg.write(pd.DataFrame({"i": range(len(ESCAPED)), "t": ESCAPED}), name)  # binary COPY: not the path read
+    pg.execute(f"create type {kind} as enum ('C:\\x', E'a\\tb')")
+    try:
+        sql = f"select t from {name} order by i"
+        assert pg.query(sql).t.tolist() == ESCAPED  # a small result
+        assert pg.query_arrow(sql).column("t").to_pylist() == ESCAPED
+        big = f"select t from {name}, generate_series(1, 3000) as g order by g, i"  # parsed in the read's thread
+        assert pg.query(big).t.tolist() == ESCAPED * 3000
+        assert [v for chunk in pg.stream(big, rows=7_000) for v in chunk.t] == ESCAPED * 3000
+        nested = pg.query(f"select to_jsonb(t) as j, jsonb_build_object(t, t) as o, array[t, null] as a, "
+                          f"row(t, i) as r from {name} order by i")
+        assert nested.j.tolist() == ESCAPED and nested.o.tolist() == [{t: t} for t in ESCAPED]
+        assert nested.a.tolist() == [[t, None] for t in ESCAPED]
+        assert nested.r.tolist() == [{"f1": t, "f2": i} for i, t in enumerate(ESCAPED)]
+        labels = pg.query(f"select v from (values ('C:\\x'::{kind}), (E'a\\tb'), ('C:\\x')) as t(v)").v
+        assert labels.tolist() == ["C:\\x", "a\tb", "C:\\x"] and list(labels.cat.categories) == ["C:\\x", "a\tb"]
+        assert pg.query("select decode('5c00095c4e0a', 'hex') as b").b[0] == b"\\\x00\t\\N\n"
+    finally:
+        pg.execute(f"drop table {name}")
+        pg.execute(f"drop type {kind}")
 
 
 def test_json_integers_past_64_bits_stay_exact(pg: oz.Database) -> None:
@@ -212,11 +243,14 @@ def test_small_results_skip_the_csv_reader_with_the_same_frame(pg: oz.Database, 
 
 def test_quick_batch_takes_only_what_it_can_parse_exactly() -> None:
     ints = [pgread.PgColumn("n", "int4")]
+    text = [pgread.PgColumn("s", "text")]
     assert pgread.quick_batch(b"1\n\\N\n-3\n", ints).column(0).to_pylist() == [1, None, -3]
-    assert pgread.quick_batch(b'"a,b"\n', [pgread.PgColumn("s", "text")]) is None  # quoted: the reader
+    assert pgread.quick_batch(b'a,"b"\n\n', text).column(0).to_pylist() == ['a,"b"', ""]
+    for escaped in (b"a\\tb\n", b"\\\\N\n", b"C:\\\\x\n"):  # a tab, the text \N, a backslash: the reader
+        assert pgread.quick_batch(escaped, text) is None, escaped
     assert pgread.quick_batch(b"t\n", [pgread.PgColumn("b", "bool")]) is None  # t/f: the reader's own words
     assert pgread.quick_batch(b"x\n", ints) is None  # unparseable: the reader says why
-    assert pgread.quick_batch(b"1,2\n", ints) is None
+    assert pgread.quick_batch(b"1\t2\n", ints) is None
 
 
 def test_json_is_parsed_only_for_dataframes(pg: oz.Database, monkeypatch: pytest.MonkeyPatch) -> None:
