@@ -20,7 +20,8 @@ round by round and reporting the median and range:
 - SQLite (the embedded default): 1M rows read and written against pandas on sqlite3;
 - 10,000,000 rows into a Dask DataFrame on two worker processes, persisted: to_dask against
   dask's read_sql_query and connectorx reading the same ranges as tasks, with peak memory
-  per worker (``--only dask`` runs just this).
+  per worker (``--only dask`` runs just this; ``--only reads`` the two whole-table reads,
+  ``--only small`` and ``--only delay`` the small queries).
 
 Usage::
 
@@ -504,7 +505,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--parquet-rows", type=int, default=20_000_000)
     parser.add_argument("--dask-rows", type=int, default=10_000_000)
-    parser.add_argument("--only", choices=["dask", "delay", "small"], help="run only this section")
+    parser.add_argument("--only", choices=["dask", "delay", "reads", "small"], help="run only this section")
     args = parser.parse_args()
     cluster = None
     url = os.environ.get("BENCH_DATABASE_URL")
@@ -531,22 +532,10 @@ def main() -> None:
             return
         print("loading pgbench -s 10 and the mixed table ...", file=sys.stderr)
         load(url)
-        for table, sql in TABLES.items():
-            tools = readers(url, table)
-            reference = fingerprint(tools["oriza_toolkit"](sql))
-            agree = {name: _agree(reference, fingerprint(read(sql))) for name, read in tools.items()}
-            times = interleaved({name: lambda read=read, sql=sql: read(sql) for name, read in tools.items()},
-                                args.repeat)
-            memory = {name: peak_memory(url, name, table) for name in tools}
-            lines += table_rows(f"Read {table} whole (1,000,000 rows), seconds", times, extra=memory)
-            lines.append("\nSame values as the toolkit: " + ", ".join(f"{k}: {'yes' if v else 'NO'}"
-                                                                    for k, v in agree.items()))
-            floor = statistics.median(binary_floor(url, sql, args.repeat))
-            best = min(statistics.median(times["oriza_toolkit"]),
-                       statistics.median(times["oriza_toolkit (2 partitions)"]))
-            lines.append(f"\nFloor: `psql \\copy ({sql}) to /dev/null (format binary)` {floor:.3f} s; the "
-                         f"toolkit's best is {best / floor:.2f}x the floor.")
-            print("\n".join(lines[-12:]), file=sys.stderr)
+        lines += _read_rows(url, args.repeat)
+        if args.only == "reads":
+            print("\n".join(lines))
+            return
         lines += _small_rows(url, args.repeat)
         lines += table_rows("Parameterised 1M-row read vs the literal one, seconds", parameterised(url, args.repeat))
         lines += table_rows("8 x pg_sleep(0.5) at once, seconds", concurrency(url, args.repeat))
@@ -560,6 +549,25 @@ def main() -> None:
             print("\n".join(lines))
         if cluster:
             cluster.stop()
+
+
+def _read_rows(url: str, repeat: int) -> list[str]:
+    lines: list[str] = []
+    for table, sql in TABLES.items():
+        tools = readers(url, table)
+        reference = fingerprint(tools["oriza_toolkit"](sql))
+        agree = {name: _agree(reference, fingerprint(read(sql))) for name, read in tools.items()}
+        times = interleaved({name: lambda read=read, sql=sql: read(sql) for name, read in tools.items()}, repeat)
+        memory = {name: peak_memory(url, name, table) for name in tools}
+        lines += table_rows(f"Read {table} whole (1,000,000 rows), seconds", times, extra=memory)
+        lines.append("\nSame values as the toolkit: " + ", ".join(f"{k}: {'yes' if v else 'NO'}"
+                                                                for k, v in agree.items()))
+        floor = statistics.median(binary_floor(url, sql, repeat))
+        best = min(statistics.median(times["oriza_toolkit"]), statistics.median(times["oriza_toolkit (2 partitions)"]))
+        lines.append(f"\nFloor: `psql \\copy ({sql}) to /dev/null (format binary)` {floor:.3f} s; the "
+                     f"toolkit's best is {best / floor:.2f}x the floor.")
+        print("\n".join(lines[-12:]), file=sys.stderr)
+    return lines
 
 
 def _small_rows(url: str, repeat: int) -> list[str]:
