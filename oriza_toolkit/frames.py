@@ -58,6 +58,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -68,10 +69,14 @@ from .errors import QueryError
 from .settings import settings
 
 __all__ = [
-    "DECIMAL_TEXT", "JSON", "KIND", "TEXT_DTYPES", "Chunk", "Form", "RowsAffected", "decimal_type", "finish_table",
-    "frame_from_arrow", "frame_from_rows", "frame_from_texts", "from_chunks", "holds_dates", "json_texts",
-    "json_values", "mixed_kinds", "object_kind", "parse_json", "rows", "stream_decimals",
+    "DECIMAL_TEXT", "JSON", "KIND", "TEXT_DTYPES", "Chunk", "Form", "Objects", "RowsAffected", "decimal_type",
+    "finish_table", "frame_from_arrow", "frame_from_rows", "frame_from_texts", "from_chunks", "holds_dates",
+    "joined_objects", "json_texts", "json_values", "mixed_kinds", "object_array", "object_kind", "parse_json", "rows",
+    "stream_decimals",
 ]
+
+# A column of Python objects (JSON values, ...), one dimension whatever the values are.
+Objects = npt.NDArray[np.object_]
 
 # What a read returns: a DataFrame, a pyarrow Table, or its parsed chunks (to be joined
 # with other reads' chunks of the same columns, as a partitioned read does).
@@ -91,7 +96,7 @@ _NULLABLE = {
 }
 
 
-def frame_from_arrow(table: pa.Table, objects: Mapping[int, list[Any]] | None = None) -> pd.DataFrame:
+def frame_from_arrow(table: pa.Table, objects: Mapping[int, Objects] | None = None) -> pd.DataFrame:
     """A DataFrame with the documented dtypes from a backend's arrow table.
 
     ``objects`` holds columns (by index) whose Python values are already known, such as
@@ -105,7 +110,7 @@ def frame_from_arrow(table: pa.Table, objects: Mapping[int, list[Any]] | None = 
     return _frame_taking([table], objects)
 
 
-def _frame_taking(holder: list[pa.Table], objects: Mapping[int, list[Any]] | None) -> pd.DataFrame:
+def _frame_taking(holder: list[pa.Table], objects: Mapping[int, Objects] | None) -> pd.DataFrame:
     """:func:`frame_from_arrow` of the table ``holder`` holds, taking it: each column's
     arrow memory can go as soon as the column is converted (where nothing else holds it),
     so a whole read does not hold all of the table and all of the frame at once."""
@@ -114,7 +119,7 @@ def _frame_taking(holder: list[pa.Table], objects: Mapping[int, list[Any]] | Non
     known = objects or {}
     series = {}
     for i in range(len(names)):
-        series[i] = pd.Series(known[i], dtype=object) if i in known else _to_series(table.column(0),
+        series[i] = pd.Series(known[i], dtype=object, copy=False) if i in known else _to_series(table.column(0),
                                                                                     table.schema.field(0))
         table = table.remove_column(0)
     frame = pd.DataFrame(series, copy=False)
@@ -418,7 +423,7 @@ def frame_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.D
             if settings.numeric == "float" and object_kind(pd.Series(values).dropna()) == "decimal":
                 arrays.append(pa.array([None if v is None else float(v) for v in values], pa.float64()))
                 continue
-            objects[i] = values
+            objects[i] = object_array(values)
             arrays.append(pa.nulls(len(rows)))
     frame = frame_from_arrow(pa.Table.from_arrays(arrays, names=[str(i) for i in range(len(names))]), objects)
     frame.columns = pd.Index(list(names), dtype=object)
@@ -432,7 +437,7 @@ class Chunk:
     already parsed, by column index."""
 
     batch: pa.RecordBatch
-    objects: dict[int, list[Any]]
+    objects: dict[int, Objects]
 
 
 
@@ -488,6 +493,23 @@ def stream_decimals(chunk: Chunk) -> dict[int, pa.DataType]:
     return fixed
 
 
+def object_array(values: Sequence[Any]) -> Objects:
+    """``values`` as a one-dimensional object array (``np.array`` would make lists of
+    equal length a second dimension).
+
+    Example::
+
+        >>> object_array([[1, 2], [3, 4]]).shape
+        (2,)
+    """
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def joined_objects(chunks: Sequence[Chunk]) -> dict[int, Objects]:
+    """Each object column of ``chunks``, the chunks' values joined in order."""
+    return {i: np.concatenate([c.objects[i] for c in chunks]) for i in chunks[0].objects}
+
+
 def from_chunks(chunks: Sequence[Chunk], form: Form, fixed: dict[int, pa.DataType] | None = None) -> Any:
     """Parsed chunks of one result as ``form``: a DataFrame, a pyarrow Table (or, with
     numeric types ``fixed``, one record batch of a stream), or the chunks themselves.
@@ -499,7 +521,7 @@ def from_chunks(chunks: Sequence[Chunk], form: Form, fixed: dict[int, pa.DataTyp
         return list(chunks)
     if form == "frame":  # numeric text becomes floats or Decimals: no decimal type to size
         holder = [pa.Table.from_batches([c.batch for c in chunks])]
-        objects = {i: [v for c in chunks for v in c.objects[i]] for i in chunks[0].objects}
+        objects = joined_objects(chunks)
         if isinstance(chunks, list):
             chunks.clear()
         return _frame_taking(holder, objects)

@@ -31,7 +31,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from ..frames import DECIMAL_TEXT, JSON, KIND, TEXT_DTYPES, Chunk, Form, frame_from_texts, json_values
+from ..frames import (
+    DECIMAL_TEXT,
+    JSON,
+    KIND,
+    TEXT_DTYPES,
+    Chunk,
+    Form,
+    Objects,
+    frame_from_texts,
+    joined_objects,
+    json_values,
+    object_array,
+)
 from ..settings import settings
 from .asyncpg_private import Sink, copy_out, query_offset
 
@@ -356,7 +368,7 @@ def typed_chunk(batch: pa.RecordBatch, columns: Sequence[PgColumn], form: Form =
     """
     arrays = []
     fields = []
-    objects: dict[int, list[Any]] = {}
+    objects: dict[int, Objects] = {}
     for i, col in enumerate(columns):
         array = batch.column(i)
         if array.type == pa.string():
@@ -365,7 +377,7 @@ def typed_chunk(batch: pa.RecordBatch, columns: Sequence[PgColumn], form: Form =
         if col.is_json:
             metadata = {KIND: JSON}
             if form != "arrow":
-                objects[i] = json_values(array)
+                objects[i] = object_array(json_values(array))
             if form == "frame":
                 array = pa.nulls(len(array), pa.string())
         elif col.type_name == "interval":
@@ -424,7 +436,7 @@ def empty_chunk(columns: Sequence[PgColumn]) -> Chunk:
 def split_chunks(chunks: Sequence[Chunk], rows: int) -> tuple[Chunk, list[Chunk]]:
     """The first ``rows`` rows of ``chunks`` as one chunk, and the rest."""
     table = pa.Table.from_batches([c.batch for c in chunks])
-    objects = {i: [v for c in chunks for v in c.objects[i]] for i in chunks[0].objects}
+    objects = joined_objects(chunks)
     head = table.slice(0, rows).combine_chunks()
     rest = table.slice(rows).combine_chunks()
     batch = head.to_batches()[0] if head.num_rows else pa.RecordBatch.from_pylist([], schema=head.schema)
