@@ -119,8 +119,10 @@ def _frame_taking(holder: list[pa.Table], objects: Mapping[int, Objects] | None)
     known = objects or {}
     series = {}
     for i in range(len(names)):
-        series[i] = pd.Series(known[i], dtype=object, copy=False) if i in known else _to_series(table.column(0),
-                                                                                    table.schema.field(0))
+        if i in known:
+            series[i] = pd.Series(known[i], dtype=object, copy=False)
+        else:
+            series[i] = _to_series(table.column(0), table.schema.field(0))
         table = table.remove_column(0)
     frame = pd.DataFrame(series, copy=False)
     frame.columns = pd.Index(names, dtype=object)
@@ -201,7 +203,7 @@ _LONG_DIGITS_RE = re.compile(_LONG_DIGITS)
 
 def parse_json(text: str) -> Any:
     """A JSON value from its text: orjson, or the standard library where orjson would
-    change a value or refuses one (integers past 64 bits, lone surrogates, deep nesting).
+    change a value or refuses one (integers past 64 bits, lone surrogates).
 
     Example::
 
