@@ -132,8 +132,8 @@ def test_text_with_escapes_reads_exactly(pg: oz.Database) -> None:
     name = f"oz_escaped_{uuid.uuid4().hex[:8]}"
     kind = f"oz_labels_{uuid.uuid4().hex[:8]}"
     pg.write(pd.DataFrame({"i": range(len(ESCAPED)), "t": ESCAPED}), name)  # binary COPY: not the path read
-    pg.execute(f"create type {kind} as enum ('C:\\x', E'a\\tb')")
     try:
+        pg.execute(f"create type {kind} as enum ('C:\\x', E'a\\tb')")
         sql = f"select t from {name} order by i"
         assert pg.query(sql).t.tolist() == ESCAPED  # a small result
         assert pg.query_arrow(sql).column("t").to_pylist() == ESCAPED
@@ -150,7 +150,7 @@ def test_text_with_escapes_reads_exactly(pg: oz.Database) -> None:
         assert pg.query("select decode('5c00095c4e0a', 'hex') as b").b[0] == b"\\\x00\t\\N\n"
     finally:
         pg.execute(f"drop table {name}")
-        pg.execute(f"drop type {kind}")
+        pg.execute(f"drop type if exists {kind}")
 
 
 def test_json_integers_past_64_bits_stay_exact(pg: oz.Database) -> None:
