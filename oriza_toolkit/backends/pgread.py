@@ -446,7 +446,7 @@ def split_chunks(chunks: Sequence[Chunk], rows: int) -> tuple[Chunk, list[Chunk]
 
 def _parse(source: Any, columns: Sequence[PgColumn], convert: Callable[[list[Chunk]], Any], rows: int | None,
            emit: Callable[[str, Any], None], stop: threading.Event, form: Form) -> None:
-    """Parse COPY's CSV from ``source``; ``emit("item", convert(chunks))`` for the whole
+    """Parse COPY's text from ``source``; ``emit("item", convert(chunks))`` for the whole
     result, or (given ``rows``) per chunk of that many rows, then ``emit("end")``, or
     ``emit("error", exception)``. ``form`` is what ``convert`` makes (see :func:`typed_chunk`)."""
     try:
@@ -580,7 +580,7 @@ async def copy_stream(driver: Any, query: str, columns: Sequence[PgColumn], conv
                 yield value
                 continue
             if copying.done() or kind == "end":
-                await copying  # a server error mid-COPY explains a truncated CSV
+                await copying  # a server error mid-COPY explains a truncated result
             if kind == "error":
                 raise value
             return
