@@ -50,7 +50,9 @@ def _wait_for(monitor: oz.Database, expected: int, limit: float) -> float:
     "async for chunk in db.astream('select pg_sleep(60)::text'):\n    pass",
     "db.to_parquet('select pg_sleep(60)::text', 'out.parquet')",
     "oz.settings.progress = False\nawait db.aquery('select pg_sleep(60)::text')",
-], ids=["query", "line-magic", "multi-query-cell", "await", "stream", "astream", "to_parquet", "await-quiet"])
+    "db.query(\"select repeat('x', 1000) from generate_series(1, 2000) union all select pg_sleep(60)::text\")",
+], ids=["query", "line-magic", "multi-query-cell", "await", "stream", "astream", "to_parquet", "await-quiet",
+        "after-rows-flowed"])
 def test_interrupt_cancels_on_the_server(kernel: Any, pg: oz.Database, cell: str) -> None:
     manager, client = kernel
     running = 2 if "name: b" in cell or "'b'" in cell else 1

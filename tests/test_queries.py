@@ -125,6 +125,20 @@ def test_timeout_cancels_on_server(pg: oz.Database, pg_url: str) -> None:
     assert pg.query("select 2 as x").x[0] == 2
 
 
+def test_a_read_cancelled_after_its_rows_flowed_stops_on_the_server(pg: oz.Database, pg_url: str) -> None:
+    # Its connection is closed (the server may be blocked sending); a server that had sent
+    # its rows and computes on used to notice only at its next write: 30 s here.
+    sql = "select repeat('x', 1000) as t from generate_series(1, 2000) union all select pg_sleep(30)::text"
+    with pytest.raises(oz.QueryTimeoutError, match=r"timed out after 1 s and was cancelled on the server"):
+        pg.query(sql, timeout=1)
+    with oz.connect(pg_url) as monitor:
+        deadline = time.monotonic() + 3
+        while monitor.query(ACTIVE_SLEEPS).n[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert monitor.query(ACTIVE_SLEEPS).n[0] == 0
+    assert pg.query("select 2 as x").x[0] == 2
+
+
 def test_keyboard_interrupt_cancels_every_query_on_server(pg: oz.Database, pg_url: str) -> None:
     timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()

@@ -137,6 +137,22 @@ def test_stream_and_arrow(server: oz.Database) -> None:
     assert table.num_rows == 30_000 and table.column("id").to_pylist() == whole.id.tolist()
 
 
+def test_a_timed_out_read_stops_on_the_server(server: oz.Database) -> None:
+    """Cancelled while its rows flowed (its connection is closed, the cancel request goes
+    first: through pgbouncer and TLS as well)."""
+    marker = f"oz_cancel_{uuid.uuid4().hex[:8]}"
+    sql = f"select repeat('x', 1000) from generate_series(1, 2000) union all select pg_sleep(30)::text -- {marker}"
+    with pytest.raises(oz.QueryTimeoutError, match="was cancelled on the server"):
+        server.query(sql, timeout=1)
+    active = (f"select count(*) as n from pg_stat_activity where state = 'active' and query like '%-- {marker}%' "
+              "and query not like '%pg_stat_activity%'")
+    deadline = time.monotonic() + 3
+    while server.query(active).n[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.query(active).n[0] == 0
+    assert in_use(server) == 0
+
+
 def test_consistent_batches_and_partitioned_reads(server: oz.Database) -> None:
     """One exported snapshot, imported by each query's own transaction: on a standby, through
     pgbouncer's transaction mode and as a read-only role too."""

@@ -13,6 +13,12 @@ just before the COPY, so the server describes it afresh while the COPY runs. asy
 cannot send that pair, so the describe's answer is read off the connection's transport
 (``Connection._transport``, ``_protocol``) before asyncpg's protocol sees the COPY's.
 
+A read interrupted while rows flow is cancelled, then its connection closed
+(:func:`cancel_and_close`) with asyncpg's own cancel request (``connect_utils._cancel``
+with the connection's ``_addr``, ``_params`` and its protocol's backend key): closing the
+connection drops the request asyncpg has queued for the same cancel if it has not gone
+out yet.
+
 The version bound in ``pyproject.toml`` admits only the asyncpg releases this was checked
 against; ``tests/backends/test_postgresql.py`` fails loudly when the private parts go.
 """
@@ -27,11 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import asyncpg.connect_utils
 
 from ..config import OrizaWarning
 
-__all__ = ["HAS_COPY_OUT", "HAS_TRANSPORT", "Described", "Sink", "copy_out", "describe_and_copy_out", "flies",
-           "query_offset"]
+__all__ = ["HAS_CANCEL", "HAS_COPY_OUT", "HAS_TRANSPORT", "Described", "Sink", "cancel_and_close", "copy_out",
+           "describe_and_copy_out", "flies", "query_offset"]
 
 Sink = Callable[[bytes], Awaitable[None]]
 
@@ -46,8 +53,16 @@ def _has_copy_out() -> bool:
     return list(inspect.signature(method).parameters)[:4] == ["self", "copy_stmt", "output", "timeout"]
 
 
+def _has_cancel() -> bool:
+    cancel = getattr(asyncpg.connect_utils, "_cancel", None)
+    return cancel is not None and {"loop", "addr", "params", "backend_pid", "backend_secret"} <= set(
+        inspect.signature(cancel).parameters) and {"_addr", "_params", "_protocol"} <= set(
+        asyncpg.connection.Connection.__slots__)
+
+
 HAS_COPY_OUT = _has_copy_out()
 HAS_TRANSPORT = {"_protocol", "_transport"} <= set(asyncpg.connection.Connection.__slots__)
+HAS_CANCEL = _has_cancel()
 _warned = False
 
 
@@ -76,6 +91,30 @@ async def copy_out(driver: Any, settings: str, query: str, sink: Sink) -> None:
     async with driver.transaction():
         await driver.execute(settings)
         await driver.copy_from_query(f"{query}\n", output=sink, format="text")
+
+
+async def cancel_and_close(driver: Any, seconds: float) -> None:
+    """Close ``driver``'s connection, once a request to cancel its statement has reached
+    the server (or after ``seconds``: an unreachable server is closed on all the same).
+
+    For a statement interrupted while its rows flowed: a server blocked sending to a
+    client that stopped reading only stops when the connection closes, and one that had
+    sent its rows and computes on (a sort, a sleep, a slow join) only stops for a cancel:
+    closing alone left it running until its next write, minutes perhaps, after the caller
+    was told it was cancelled. asyncpg queues a cancel request of its own, but closing the
+    connection drops it if it has not gone out yet.
+    """
+    try:
+        if HAS_CANCEL and not driver.is_closed():
+            protocol = driver._protocol
+            async with asyncio.timeout(seconds):
+                await asyncpg.connect_utils._cancel(loop=asyncio.get_running_loop(), addr=driver._addr,
+                                                    params=driver._params, backend_pid=protocol.backend_pid,
+                                                    backend_secret=protocol.backend_secret)
+    except (OSError, TimeoutError, asyncpg.PostgresError):  # closed on all the same
+        pass
+    finally:
+        driver.terminate()
 
 
 def _warn_once() -> None:

@@ -45,7 +45,7 @@ from ..frames import (
     object_array,
 )
 from ..settings import settings
-from .asyncpg_private import Sink, copy_out, query_offset
+from .asyncpg_private import Sink, cancel_and_close, copy_out, query_offset
 
 __all__ = ["PgColumn", "copy_query", "copy_stream", "copy_whole", "guarded_copy_query"]
 
@@ -600,15 +600,16 @@ async def _after_interrupted_copy(driver: Any, error: BaseException | None, rece
     """Leave the connection idle after a COPY that did not finish.
 
     A server error has already ended it. A cancelled one: if rows were flowing, the
-    server is blocked sending to a client that no longer reads and only stops when the
-    connection closes, so it is closed (the pool replaces it); if none had come, asyncpg
-    has sent a cancel request and the connection is kept once the server has answered it
-    (or closed, after :data:`SETTLE_SECONDS`).
+    server may be blocked sending to a client that no longer reads, which only stops when
+    the connection closes, so it is cancelled and closed (the pool replaces it:
+    :func:`asyncpg_private.cancel_and_close`); if none had come, asyncpg has sent a cancel
+    request and the connection is kept once the server has answered it (or closed, after
+    :data:`SETTLE_SECONDS`).
     """
     if not isinstance(error, asyncio.CancelledError) or driver.is_closed():
         return
     if received:
-        driver.terminate()
+        await cancel_and_close(driver, SETTLE_SECONDS)
         return
     try:
         async with asyncio.timeout(SETTLE_SECONDS):

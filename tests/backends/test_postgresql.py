@@ -30,6 +30,10 @@ def test_asyncpg_still_has_the_private_copy_it_uses() -> None:
     assert asyncpg_private.HAS_TRANSPORT and asyncpg_private.flies(), (
         f"asyncpg {asyncpg.__version__} no longer keeps Connection._transport and _protocol: a read described before "
         "cannot be one flight; update backends/asyncpg_private.py and the bound in pyproject.toml")
+    assert asyncpg_private.HAS_CANCEL, (
+        f"asyncpg {asyncpg.__version__} no longer has connect_utils._cancel(loop, addr, params, backend_pid, "
+        "backend_secret) or Connection._addr/_params: a read interrupted while rows flow is closed without a cancel "
+        "(the server runs on until its next write); update backends/asyncpg_private.py and the bound in pyproject.toml")
 
 
 def test_reads_without_the_one_flight_are_the_same(pg: oz.Database, monkeypatch: pytest.MonkeyPatch) -> None:
