@@ -56,7 +56,7 @@ def _has_copy_out() -> bool:
 def _has_cancel() -> bool:
     cancel = getattr(asyncpg.connect_utils, "_cancel", None)
     return cancel is not None and {"loop", "addr", "params", "backend_pid", "backend_secret"} <= set(
-        inspect.signature(cancel).parameters) and {"_addr", "_params", "_protocol"} <= set(
+        inspect.signature(cancel).parameters) and {"_addr", "_params", "_protocol", "_cancellations"} <= set(
         asyncpg.connection.Connection.__slots__)
 
 
@@ -106,6 +106,11 @@ async def cancel_and_close(driver: Any, seconds: float) -> None:
     """
     try:
         if HAS_CANCEL and not driver.is_closed():
+            # asyncpg's own request is queued, not started: dropped now, rather than cut off
+            # half-sent by terminate() below (pgbouncer 1.18 exits on a cancel connection
+            # that closes before it has forwarded the request).
+            for task in list(driver._cancellations):
+                task.cancel()
             protocol = driver._protocol
             async with asyncio.timeout(seconds):
                 await asyncpg.connect_utils._cancel(loop=asyncio.get_running_loop(), addr=driver._addr,
