@@ -106,9 +106,9 @@ async def cancel_and_close(driver: Any, seconds: float) -> None:
     """
     try:
         if HAS_CANCEL and not driver.is_closed():
-            # asyncpg's own request is queued, not started: dropped now, rather than cut off
-            # half-sent by terminate() below (pgbouncer 1.18 exits on a cancel connection
-            # that closes before it has forwarded the request).
+            # asyncpg's own request is queued (in a whole read, not yet started): dropped now
+            # rather than cut off half-sent by terminate() below (pgbouncer 1.18 exits on a
+            # cancel connection that closes before it has forwarded the request).
             for task in list(driver._cancellations):
                 task.cancel()
             protocol = driver._protocol
