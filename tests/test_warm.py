@@ -71,8 +71,9 @@ def test_a_warm_connection_the_server_closed_is_replaced(small: oz.Database, pg:
     assert small.pool_status() == "0 in use of 1"
 
 
-def test_a_connection_is_kept_out_of_the_pool_for_a_few_seconds_at_most(small: oz.Database,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_connection_is_kept_out_of_the_pool_for_a_few_seconds_at_most(
+    small: oz.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(warm, "HELD_SECONDS", 0.2)
     checkouts = _checkouts(small)
     end = time.monotonic() + 1.0
@@ -87,7 +88,8 @@ def test_closing_the_database_closes_the_warm_connection(pg_url: str, pg: oz.Dat
     db.close()
     deadline = time.monotonic() + 5
     while pg.query("select count(*) as n from pg_stat_activity where pid = :p", {"p": pid}).n[0] and (
-            time.monotonic() < deadline):
+        time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert pg.query("select count(*) as n from pg_stat_activity where pid = :p", {"p": pid}).n[0] == 0
 
@@ -101,8 +103,7 @@ def test_sqlite_reads_are_unchanged(sqlite_url: str) -> None:
         db.close()
 
 
-def test_a_snapshot_read_leaves_no_read_only_connection_warm(small: oz.Database, pg: oz.Database,
-                                                              pg_url: str) -> None:
+def test_a_snapshot_read_leaves_no_read_only_connection_warm(small: oz.Database, pg: oz.Database, pg_url: str) -> None:
     """A snapshot's reads run on pooled connections set to REPEATABLE READ, read-only (the
     pool's reset puts them back): such a connection goes back to the pool, not warm, and a
     write after it works."""
