@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -35,18 +34,18 @@ HELD_SECONDS = 5.0
 
 
 class _Slot:
-    __slots__ = ("conn", "idle_since", "out_since", "timer")
+    __slots__ = ("closing", "conn", "idle_since", "out_since", "timer")
 
     def __init__(self) -> None:
         self.conn: AsyncConnection | None = None
         self.out_since = 0.0  # when the connection was checked out of the pool
         self.idle_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.closing: set[asyncio.Task[None]] = set()  # idle ones on their way back to the pool
 
 
 # By the sync Engine under each AsyncEngine (which takes no weak references).
 _slots: weakref.WeakKeyDictionary[Engine, _Slot] = weakref.WeakKeyDictionary()
-_closing: set[asyncio.Task[Any]] = set()
 
 
 def take(engine: AsyncEngine) -> tuple[AsyncConnection, float] | None:
@@ -85,7 +84,9 @@ def held(engine: AsyncEngine) -> int:
 
 
 async def release(engine: AsyncEngine) -> None:
-    """Give the connection kept for ``engine`` back to the pool (before it is disposed)."""
+    """Give the connection kept for ``engine`` back to the pool (before it is disposed), and
+    wait for one the idle timer is giving back: a connection returned after the pool is
+    disposed goes into a pool nobody holds, open on the server until garbage collection."""
     slot = _slots.get(engine.sync_engine)
     if slot is None:
         return
@@ -94,8 +95,9 @@ async def release(engine: AsyncEngine) -> None:
         slot.timer = None
     conn, slot.conn = slot.conn, None
     if conn is not None:
-        with contextlib.suppress(Exception):  # a dead connection is dropped by the pool
-            await conn.close()
+        await _close(conn)
+    if slot.closing:
+        await asyncio.wait(set(slot.closing))
 
 
 def _expire(engine: Engine) -> None:
@@ -112,10 +114,10 @@ def _expire(engine: Engine) -> None:
         return
     conn, slot.conn = slot.conn, None
     task = loop.create_task(_close(conn))
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
+    slot.closing.add(task)  # held here too: a task nobody holds may be collected
+    task.add_done_callback(slot.closing.discard)
 
 
 async def _close(conn: AsyncConnection) -> None:
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # a dead connection is dropped by the pool
         await conn.close()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 
 import oriza_toolkit as oz
-from oriza_toolkit import warm
+from oriza_toolkit import _loop, database, warm
 
 
 @pytest.fixture
@@ -123,3 +123,27 @@ def test_a_snapshot_read_leaves_no_read_only_connection_warm(small: oz.Database,
             db.close()
     finally:
         pg.execute(f"drop table {table}")
+
+
+def test_a_connection_going_back_as_the_database_closes_is_closed(
+    pg_url: str, pg: oz.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle timer hands the warm connection back (an await or two) just as the Database
+    is closed: the pool is disposed only once it is back, so it is closed, not returned to
+    a pool nobody holds (open on the server until garbage collection, then a ResourceWarning)."""
+    db = oz.connect(pg_url)
+    pid = db.query("select pg_backend_pid() as p").p[0]  # now warm
+
+    monkeypatch.setattr(warm, "IDLE_SECONDS", 0.0)
+
+    async def expire_then_close() -> None:
+        warm._expire(db.engine.sync_engine)  # idle long enough: on its way back to the pool
+        await database._disposed(db.engine)
+
+    _loop.run(expire_then_close())
+    deadline = time.monotonic() + 5
+    while pg.query("select count(*) as n from pg_stat_activity where pid = :p", {"p": pid}).n[0] and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    assert pg.query("select count(*) as n from pg_stat_activity where pid = :p", {"p": pid}).n[0] == 0
